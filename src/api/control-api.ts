@@ -1,0 +1,195 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseDurationSeconds } from '../config/duration.js';
+import { GatekeeperError, isGatekeeperError } from '../errors.js';
+import { normalizeIp, parseCidr } from '../net/ip.js';
+import type { Metrics } from '../obs/metrics.js';
+import type { Enforcer } from '../policy/enforcer.js';
+import type { Ban } from '../store/ban.js';
+
+export interface HealthReport {
+  readonly status: 'ok' | 'degraded';
+  readonly [part: string]: unknown;
+}
+
+export interface ControlApiDeps {
+  readonly enforcer: Enforcer;
+  readonly metrics: Metrics;
+  readonly token: string | undefined;
+  readonly health: () => HealthReport;
+  readonly now: () => number;
+}
+
+const MAX_BODY = 64 * 1024;
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function fail(res: ServerResponse, status: number, code: string, message: string): void {
+  send(res, status, { error: code, message });
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new GatekeeperError('GK_ERR_API_REQUEST', 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch {
+    throw new GatekeeperError('GK_ERR_API_REQUEST', 'body must be a JSON object');
+  }
+}
+
+export function banView(b: Ban, now: number): Record<string, unknown> {
+  return {
+    ip: b.target,
+    reason: b.reason,
+    service: b.service,
+    source: b.source,
+    tier: b.tier,
+    count: b.count,
+    since: new Date(b.since).toISOString(),
+    until: new Date(b.until).toISOString(),
+    remainingSeconds: Math.max(0, Math.round((b.until - now) / 1000)),
+    ...(b.shadow ? { shadow: true } : {}),
+    ...(b.note ? { note: b.note } : {}),
+  };
+}
+
+/**
+ * The control API: /healthz, /metrics, /api/bans, /api/status. A bearer token, when configured,
+ * is required on every /api/ route (config validation insists on one when the listener is not on
+ * loopback).
+ */
+export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const expected = d.token ? Buffer.from(d.token) : null;
+  const authorized = (req: IncomingMessage): boolean => {
+    if (!expected) return true;
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const given = Buffer.from(m[1]!.trim());
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (path === '/healthz' && (method === 'GET' || method === 'HEAD')) {
+      const h = d.health();
+      send(res, 200, h);
+      return;
+    }
+    if (path === '/metrics' && method === 'GET') {
+      const text = await d.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
+      res.end(text);
+      return;
+    }
+    if (!path.startsWith('/api/')) {
+      fail(res, 404, 'GK_ERR_API_REQUEST', `no route ${method} ${path}`);
+      return;
+    }
+    if (!authorized(req)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      fail(res, 401, 'GK_ERR_API_UNAUTHORIZED', 'missing or wrong bearer token (GK_API_TOKEN)');
+      return;
+    }
+    const now = d.now();
+    if (path === '/api/bans' && method === 'GET') {
+      send(res, 200, { bans: d.enforcer.cache.list(now).map((b) => banView(b, now)) });
+      return;
+    }
+    if (path === '/api/bans' && method === 'POST') {
+      const body = await readJson(req);
+      const ip = typeof body.ip === 'string' ? body.ip : '';
+      let seconds: number | undefined;
+      if (body.duration !== undefined) {
+        const s = parseDurationSeconds(body.duration);
+        if (s === null || s <= 0) throw new GatekeeperError('GK_ERR_API_REQUEST', `duration ${JSON.stringify(body.duration)} is not a duration (90s, 30m, 24h, 7d)`);
+        seconds = s;
+      }
+      const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
+      const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
+      send(res, 201, { ban: banView(ban, d.now()) });
+      return;
+    }
+    if (path === '/api/bans' && method === 'DELETE') {
+      const removed = await d.enforcer.unbanAll();
+      send(res, 200, { removed });
+      return;
+    }
+    const banMatch = /^\/api\/bans\/(.+)$/.exec(path);
+    if (banMatch && method === 'DELETE') {
+      const target = decodeURIComponent(banMatch[1]!);
+      const removed = await d.enforcer.unban(target);
+      send(res, 200, { ip: target, removed });
+      return;
+    }
+    const statusMatch = /^\/api\/status(?:\/(.+))?$/.exec(path);
+    if (statusMatch && method === 'GET') {
+      if (!statusMatch[1]) {
+        send(res, 200, await overview(d, now));
+        return;
+      }
+      const raw = decodeURIComponent(statusMatch[1]);
+      const ip = normalizeIp(raw);
+      if (!ip && !parseCidr(raw)) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(raw)} is not an IP address`);
+      const target = ip ?? parseCidr(raw)!.text;
+      const ban = ip ? d.enforcer.bannedNow(ip) : d.enforcer.cache.get(target, now);
+      send(res, 200, {
+        ip: target,
+        ignored: ip ? d.enforcer.isIgnored(ip) : false,
+        failures: ip ? await d.enforcer.failuresOf(ip) : 0,
+        banned: !!ban,
+        ban: ban ? banView(ban, now) : null,
+      });
+      return;
+    }
+    fail(res, 404, 'GK_ERR_API_REQUEST', `no route ${method} ${path}`);
+  };
+
+  return (req, res) => {
+    route(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (isGatekeeperError(err)) {
+        const status = err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' ? 409 : 500;
+        fail(res, status, err.code, err.message);
+        return;
+      }
+      fail(res, 500, 'GK_ERR_API_REQUEST', (err as Error).message);
+    });
+  };
+}
+
+async function overview(d: ControlApiDeps, now: number): Promise<Record<string, unknown>> {
+  const bans = d.enforcer.cache.list(now);
+  const byTier: Record<string, number> = { proxy: 0, firewall: 0 };
+  const byService: Record<string, number> = {};
+  for (const b of bans) {
+    byTier[b.tier] = (byTier[b.tier] ?? 0) + 1;
+    byService[b.service] = (byService[b.service] ?? 0) + 1;
+  }
+  const logins = await d.metrics.logins.get();
+  const failures: Record<string, number> = {};
+  const successes: Record<string, number> = {};
+  for (const v of logins.values) {
+    const service = String(v.labels.service);
+    const target = v.labels.outcome === 'failure' ? failures : successes;
+    target[service] = (target[service] ?? 0) + v.value;
+  }
+  return { activeBans: bans.length, bansByTier: byTier, bansByService: byService, failuresByService: failures, successesByService: successes, health: d.health() };
+}

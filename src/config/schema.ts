@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import { parseCidr, normalizeIp } from '../net/ip.js';
+import { parseDurationSeconds } from './duration.js';
+
+/*
+ * The one configuration schema. Every key: type, default (on the same line), unit, one-line doc.
+ * Durations are written `90s`, `30m`, `24h`, `7d` (or seconds) and parsed to SECONDS.
+ * Objects are strict: an unknown key is an error naming the key.
+ */
+
+const duration = (what = 'a duration') =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const s = parseDurationSeconds(v);
+    if (s === null) {
+      ctx.addIssue({ code: 'custom', message: `is not ${what} (use 90s, 30m, 24h, 7d or seconds)` });
+      return z.NEVER;
+    }
+    return s;
+  });
+
+const positiveInt = () => z.number({ error: 'is not a positive integer' }).int({ error: 'is not a positive integer' }).min(1, { error: 'is not a positive integer' });
+const port = () => z.number({ error: 'is not a port number (0-65535)' }).int({ error: 'is not a port number (0-65535)' }).min(0, { error: 'is not a port number (0-65535)' }).max(65535, { error: 'is not a port number (0-65535)' });
+
+const cidr = z.string({ error: 'is not an IP address or CIDR' }).refine((s) => parseCidr(s) !== null, { error: 'is not an IP address or CIDR' });
+const cidrList = z.array(cidr, { error: 'is not a list of IP addresses or CIDRs' });
+const ipAddress = z.string({ error: 'is not an IP address' }).refine((s) => normalizeIp(s) !== null, { error: 'is not an IP address' });
+
+const upstreamUrl = z.string({ error: 'is not an http(s) URL' }).refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, { error: 'is not an http(s) URL' });
+
+const listener = z.strictObject({
+  host: z.string().default('0.0.0.0'), //                      address to bind; `::` for all IPv6+IPv4
+  port: port(), //                                             TCP port; 0 picks a free one (logged at start)
+  tls: z.strictObject({ cert: z.string(), key: z.string() }).optional(), // PEM files: serve HTTPS
+  proxyProtocol: z.boolean().default(false), //                expect a PROXY v1/v2 header (only from trustedProxies)
+});
+
+const logSource = z.strictObject({
+  path: z.string().min(1), //                                                 file to follow (tail -F semantics)
+  type: z.enum(['zimbra-audit', 'zimbra-mailbox', 'syslog'], { error: 'is not one of zimbra-audit, zimbra-mailbox, syslog' }),
+});
+
+export const configSchema = z.strictObject({
+  zimbra: z.strictObject({
+    web: upstreamUrl.default('https://127.0.0.1:8443'), //     webmail upstream (zimbra-proxy or mailboxd)
+    admin: upstreamUrl.default('https://127.0.0.1:9071'), //   admin console upstream
+    tlsVerify: z.boolean().default(false), //                   verify the upstream certificate (Zimbra is often self-signed)
+  }).prefault({}),
+  listen: z.strictObject({
+    web: listener.optional(), //   webmail listener; omit to disable
+    admin: listener.optional(), // admin console listener (admin.allow applies); omit to disable
+    api: listener.optional(), //   control API, /metrics, /healthz, status page; omit to disable
+  }).prefault({
+    web: { host: '0.0.0.0', port: 8080 },
+    admin: { host: '0.0.0.0', port: 7071 },
+    api: { host: '127.0.0.1', port: 9180 },
+  }),
+  trustedProxies: cidrList.default([]), //                       peers whose X-Forwarded-For / PROXY header is believed
+  redis: z.strictObject({
+    url: z.string().default('redis://127.0.0.1:6379/0'), //     redis://, rediss://, or sentinel/cluster via ioredis URL
+    keyPrefix: z.string().default('gk:'), //                     prefix of every key (share one Redis between sites)
+    connectTimeout: duration().default(5), //                   seconds to wait for a connection
+  }).optional(), //                                              omit: embedded in-memory store (single instance)
+  jail: z.strictObject({
+    maxretry: positiveInt().default(3), //                      failures per IP ...
+    findtime: duration().refine((s) => s >= 1 && s <= 24 * 86400, { error: 'must be between 1s and 24d' }).default(1800), // ... within this window ...
+    bantime: duration().refine((s) => s >= 1, { error: 'must be at least 1s' }).default(86400), // ... ban this long
+    bantimeIncrement: z.strictObject({
+      enabled: z.boolean().default(true), //                    grow the ban time for repeat offenders
+      factor: z.number({ error: 'is not a number >= 1' }).min(1, { error: 'is not a number >= 1' }).default(2), // bantime × factor^(earlier bans)
+      maxtime: duration().default(30 * 86400), //               cap of a ban, and how long earlier bans are remembered
+    }).prefault({}),
+    ignoreip: cidrList.default(['127.0.0.0/8', '::1']), //      never counted, never banned
+    ipv6Prefix: z.number().int().min(32, { error: 'must be between 32 and 128' }).max(128, { error: 'must be between 32 and 128' }).default(64), // IPv6 clients are counted and banned per /N
+  }).prefault({}),
+  account: z.strictObject({
+    enabled: z.boolean().default(true), //                      shield accounts against distributed guessing
+    maxretry: positiveInt().default(8), //                      failures per account from unknown IPs ...
+    findtime: duration().refine((s) => s >= 1 && s <= 24 * 86400, { error: 'must be between 1s and 24d' }).default(1800), // ... within this window
+    rememberSuccess: duration().default(30 * 86400), //         an IP with a successful login for an account stays "known" this long
+  }).prefault({}),
+  admin: z.strictObject({
+    allow: cidrList.default([]), //                             networks allowed on the admin listener; empty = nobody
+  }).prefault({}),
+  firewall: z.strictObject({
+    backend: z.enum(['none', 'nftables', 'ipset', 'firewalld'], { error: 'is not one of none, nftables, ipset, firewalld' }).default('none'),
+    escalateAfter: positiveInt().default(2), //                 the Nth ban of an IP goes to the kernel firewall
+    ports: z.array(port()).default([25, 465, 587, 80, 443, 110, 143, 993, 995, 7071, 9071]), // ports closed to banned IPs
+    action: z.enum(['reject', 'drop'], { error: 'is not one of reject, drop' }).default('reject'),
+    table: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,30}$/, { error: 'is not a valid table name (letters, digits, _)' }).default('zimbra_gatekeeper'),
+    keepOnShutdown: z.boolean().default(true), //               leave kernel bans in place when the gatekeeper stops
+  }).prefault({}),
+  logs: z.array(logSource).default([]), //                      Zimbra log files to follow
+  zimbraProxies: z.array(ipAddress).default([]), //             ip= values that are zimbra-proxy: only then is oip= believed
+  mode: z.enum(['enforce', 'shadow'], { error: 'is not one of enforce, shadow' }).default('enforce'),
+  api: z.strictObject({
+    token: z.string().min(16, { error: 'is shorter than 16 characters' }).optional(), // bearer token for the control API (GK_API_TOKEN)
+    url: z.string().optional(), //                              where CLI commands reach the API (default: from listen.api)
+  }).prefault({}),
+  proxy: z.strictObject({
+    maxLoginBodyBytes: positiveInt().default(65536), //         login bodies read for detection up to this size
+    upstreamTimeout: duration().default(300), //                no upstream answer in this time: 504 (Zimbra long-polls up to minutes)
+    headersTimeout: duration().default(20), //                  a client must send its headers within this (slowloris)
+    requestTimeout: duration().default(300), //                 a client must send its whole request within this
+    keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
+    maxSockets: positiveInt().default(256), //                  upstream connections per listener (keep-alive pool)
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = z.output<typeof listener>;
+export type LogSourceConfig = z.output<typeof logSource>;
+
+/** Keys whose values are never printed. */
+export const SECRET_KEYS = new Set(['api.token', 'redis.url']);

@@ -1,0 +1,220 @@
+import { lookup } from 'node:dns/promises';
+import type http from 'node:http';
+import { Agent, request } from 'undici';
+import { createControlApi, type HealthReport } from './api/control-api.js';
+import { systemClock, type Clock } from './clock.js';
+import type { LoadedConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { CidrSet, normalizeIp } from './net/ip.js';
+import type { Logger } from './obs/logger.js';
+import { Metrics } from './obs/metrics.js';
+import { Enforcer } from './policy/enforcer.js';
+import { Forwarder } from './proxy/forwarder.js';
+import { Gate, type ListenerName } from './proxy/gate.js';
+import { closeServer, createServer, listen } from './proxy/listener.js';
+import { sendPage } from './proxy/pages.js';
+import { MemoryStore } from './store/memory-store.js';
+import { connectRedis } from './store/redis-connect.js';
+import { RedisStore } from './store/redis-store.js';
+import type { Store } from './store/store.js';
+
+/*
+ * Composition root: the only file that picks concrete implementations (memory or Redis store,
+ * firewall backend) and wires the listeners.
+ */
+
+export interface RunningGatekeeper {
+  readonly ports: Readonly<Partial<Record<ListenerName | 'api', number>>>;
+  readonly enforcer: Enforcer;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+interface UpstreamHealth {
+  ok: boolean;
+  detail: string;
+  checkedAt: string | null;
+}
+
+const RESYNC_EVERY_MS = 30_000;
+const PROBE_EVERY_MS = 15_000;
+
+async function upstreamAddresses(config: Config, log: Logger): Promise<string[]> {
+  const out: string[] = [];
+  for (const url of [config.zimbra.web, config.zimbra.admin]) {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    const direct = normalizeIp(host);
+    if (direct) {
+      out.push(direct);
+      continue;
+    }
+    try {
+      for (const a of await lookup(host, { all: true })) {
+        const ip = normalizeIp(a.address);
+        if (ip) out.push(ip);
+      }
+    } catch (err) {
+      log.warn({ host, err: (err as Error).message }, 'cannot resolve upstream host: it is not protected from bans until it resolves');
+    }
+  }
+  return out;
+}
+
+function createStore(config: Config, clock: Clock, log: Logger): Store {
+  if (!config.redis) return new MemoryStore(clock);
+  const { url, keyPrefix, connectTimeout } = config.redis;
+  const client = connectRedis(url, connectTimeout * 1000);
+  const subscriber = connectRedis(url, connectTimeout * 1000);
+  let warned = false;
+  client.on('error', (err: Error) => {
+    if (!warned) log.error({ err: err.message, code: 'GK_ERR_STORE' }, 'redis unreachable: serving from memory, will reconnect');
+    warned = true;
+  });
+  client.on('ready', () => {
+    if (warned) log.info('redis reachable again');
+    warned = false;
+  });
+  return new RedisStore(client, subscriber, keyPrefix, clock);
+}
+
+export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningGatekeeper> {
+  const { config } = loaded;
+  for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
+  const metrics = new Metrics();
+  const store = createStore(config, clock, log);
+
+  const upstreams = await upstreamAddresses(config, log);
+  const trusted = new CidrSet(config.trustedProxies);
+  const ignored = new CidrSet([...config.jail.ignoreip, ...config.trustedProxies, ...upstreams]);
+  const ownHosts = (['web', 'admin', 'api'] as const)
+    .map((n) => normalizeIp(config.listen[n]?.host))
+    .filter((h): h is string => !!h && h !== '0.0.0.0' && h !== '::');
+  const protectedSet = new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]);
+  const enforcer = new Enforcer(config, store, { ignored, protected: protectedSet }, clock, log, metrics);
+
+  store.subscribe((e) => {
+    if (e.type === 'ban') enforcer.cache.set(e.ban);
+    else if (e.type === 'unban') enforcer.cache.delete(e.target);
+    else if (e.type === 'unban-all') enforcer.cache.clear();
+    else void enforcer.resync().catch(() => undefined);
+  });
+  await enforcer.resync().catch((err: Error) => log.warn({ err: err.message }, 'could not load bans from the store yet'));
+  const resyncTimer = setInterval(() => {
+    void enforcer.resync().catch(() => undefined);
+    const now = clock.now();
+    const bans = enforcer.cache.list(now);
+    metrics.activeBans.set({ tier: 'proxy' }, bans.filter((b) => b.tier === 'proxy').length);
+    metrics.activeBans.set({ tier: 'firewall' }, bans.filter((b) => b.tier === 'firewall').length);
+  }, RESYNC_EVERY_MS);
+  resyncTimer.unref();
+
+  const servers: http.Server[] = [];
+  const forwarders: Forwarder[] = [];
+  const ports: Partial<Record<ListenerName | 'api', number>> = {};
+  const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
+  const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
+
+  for (const name of ['web', 'admin'] as const) {
+    const l = config.listen[name];
+    if (!l) continue;
+    const target = config.zimbra[name];
+    const forwarder = new Forwarder({
+      target,
+      tlsVerify: config.zimbra.tlsVerify,
+      maxSockets: config.proxy.maxSockets,
+      upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
+      onResponse: (_req, _up, elapsedMs) => metrics.upstreamLatency.observe({ listener: name }, elapsedMs / 1000),
+      onError: (req, kind, err) => {
+        metrics.upstreamErrors.inc({ listener: name, kind });
+        log.warn({ listener: name, kind, err: err.message, url: req.url?.slice(0, 200) }, 'upstream error');
+      },
+      sendError: (req, res, kind) =>
+        sendPage(
+          req,
+          res,
+          kind === 'timeout'
+            ? { status: 504, title: 'Gateway timeout', message: 'The mail server did not answer in time.', reason: 'upstream-timeout' }
+            : { status: 502, title: 'Bad gateway', message: 'The mail server is not reachable right now.', reason: 'upstream-error' },
+        ),
+    });
+    forwarders.push(forwarder);
+    let port = 0;
+    const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
+    const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });
+    const server = createServer(l, config.proxy, gate.handle);
+    server.on('upgrade', gate.upgrade);
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      metrics.rejections.inc({ listener: name, reason: 'bad-request' });
+      if (socket.writable && err.code !== 'ECONNRESET') {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      } else {
+        socket.destroy();
+      }
+    });
+    const started = await listen(server, l, name);
+    port = started.port;
+    ports[name] = started.port;
+    servers.push(server);
+    if (name === 'admin' && config.admin.allow.length === 0) {
+      log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
+    }
+    log.info({ listener: name, host: started.host, port: started.port, upstream: target, tls: !!l.tls }, 'listening');
+    upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
+  }
+
+  const probe = async (): Promise<void> => {
+    await Promise.all(
+      (['web', 'admin'] as const)
+        .filter((n) => upstreamHealth[n])
+        .map(async (n) => {
+          try {
+            const r = await request(config.zimbra[n], { method: 'GET', dispatcher: probeAgent, headersTimeout: 5000, bodyTimeout: 5000 });
+            await r.body.dump();
+            upstreamHealth[n] = { ok: true, detail: `HTTP ${r.statusCode}`, checkedAt: new Date(clock.now()).toISOString() };
+          } catch (err) {
+            upstreamHealth[n] = { ok: false, detail: (err as Error).message, checkedAt: new Date(clock.now()).toISOString() };
+          }
+        }),
+    );
+  };
+  void probe();
+  const probeTimer = setInterval(() => void probe(), PROBE_EVERY_MS);
+  probeTimer.unref();
+
+  const health = (): HealthReport => {
+    const s = store.health();
+    metrics.storeUp.set(s.ok ? 1 : 0);
+    return {
+      status: s.ok ? 'ok' : 'degraded',
+      mode: config.mode,
+      store: s,
+      upstreams: upstreamHealth,
+      firewall: { backend: config.firewall.backend },
+      activeBans: enforcer.cache.size,
+    };
+  };
+
+  const apiCfg = config.listen.api;
+  if (apiCfg) {
+    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, now: () => clock.now() }));
+    const started = await listen(server, apiCfg, 'api');
+    ports.api = started.port;
+    servers.push(server);
+    log.info({ listener: 'api', host: started.host, port: started.port }, 'listening');
+  }
+
+  return {
+    ports,
+    enforcer,
+    store,
+    async close(): Promise<void> {
+      clearInterval(resyncTimer);
+      clearInterval(probeTimer);
+      await Promise.all(servers.map((s) => closeServer(s, 10_000)));
+      for (const f of forwarders) f.close();
+      await probeAgent.close().catch(() => undefined);
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every Prometheus metric, in one place. Labels never carry an address or a user name.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'gatekeeper_requests_total',
+    help: 'Requests answered, by listener and status class',
+    labelNames: ['listener', 'status_class'] as const,
+    registers: [this.registry],
+  });
+  readonly logins = new Counter({
+    name: 'gatekeeper_logins_total',
+    help: 'Login outcomes seen, by service, rule and outcome',
+    labelNames: ['service', 'rule', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly rejections = new Counter({
+    name: 'gatekeeper_rejections_total',
+    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, bad-request)',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly shadowed = new Counter({
+    name: 'gatekeeper_shadow_would_block_total',
+    help: 'Requests that would have been refused, in shadow mode',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly bans = new Counter({
+    name: 'gatekeeper_bans_total',
+    help: 'Bans made, by source (proxy, log, manual) and tier (proxy, firewall)',
+    labelNames: ['source', 'tier'] as const,
+    registers: [this.registry],
+  });
+  readonly activeBans = new Gauge({
+    name: 'gatekeeper_active_bans',
+    help: 'Active bans in this instance\'s cache, by tier',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
+  readonly protectedSkips = new Counter({
+    name: 'gatekeeper_protected_ban_skipped_total',
+    help: 'Bans not made because the address is ignored, allowlisted, a trusted proxy or an upstream',
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'gatekeeper_upstream_errors_total',
+    help: 'Upstream (Zimbra) errors, by listener and kind (refused, timeout, reset, other)',
+    labelNames: ['listener', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'gatekeeper_upstream_response_seconds',
+    help: 'Time from forwarding a request to the upstream response headers',
+    labelNames: ['listener'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'gatekeeper_store_errors_total',
+    help: 'Failed store operations (the request path falls back to memory)',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: 'gatekeeper_store_up',
+    help: '1 when the ban store (Redis) is reachable, 0 otherwise',
+    registers: [this.registry],
+  });
+
+  constructor(defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatekeeper_process_' });
+  }
+}

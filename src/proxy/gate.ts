@@ -1,0 +1,299 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
+import type { Config } from '../config/schema.js';
+import { analyseRequest, classifyResponse, needsRequestBody, needsResponseBody, type LoginRequest } from '../detect/http-login.js';
+import { findRule, type HttpRule } from '../detect/http-rules.js';
+import { normalizeRequestPath } from '../detect/request-path.js';
+import { resolveClientIp } from '../net/client-ip.js';
+import { normalizeIp, type CidrSet } from '../net/ip.js';
+import type { Logger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
+import type { Enforcer, LoginTicket } from '../policy/enforcer.js';
+import type { Forwarder } from './forwarder.js';
+import { sendPage } from './pages.js';
+import { NeedleScanner, readBodyUpTo, replayBody } from './request-body.js';
+
+export type ListenerName = 'web' | 'admin';
+
+/** Set on a socket by the PROXY protocol reader: the source address the trusted proxy announced. */
+export const PROXY_SOURCE = Symbol('gatekeeper.proxySource');
+const PEER = Symbol('gatekeeper.peer');
+
+type GateSocket = Socket & { [PROXY_SOURCE]?: string; [PEER]?: string | null };
+
+export interface GateDeps {
+  readonly name: ListenerName;
+  readonly config: Config;
+  readonly enforcer: Enforcer;
+  readonly forwarder: Forwarder;
+  readonly trusted: CidrSet;
+  /** admin listener only: who may reach it at all. */
+  readonly allow: CidrSet | null;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly tls: boolean;
+  readonly port: () => number;
+}
+
+const MAX_RESPONSE_INSPECT = 256 * 1024;
+
+/**
+ * The per-request path of a listener: client address → allowlist → ban → login detection (reserve a
+ * failure before forwarding) → forward → classify Zimbra's answer → settle the count.
+ */
+export class Gate {
+  constructor(private readonly d: GateDeps) {}
+
+  /** The TCP peer (or the PROXY protocol source), normalised once per connection. */
+  private peerOf(socket: GateSocket): string | null {
+    let peer = socket[PEER];
+    if (peer === undefined) {
+      peer = normalizeIp(socket[PROXY_SOURCE] ?? socket.remoteAddress);
+      socket[PEER] = peer;
+    }
+    return peer;
+  }
+
+  /** Returns the client address, or answers the request itself and returns null. */
+  private admit(req: IncomingMessage, res: ServerResponse | null): string | null {
+    const { d } = this;
+    const peer = this.peerOf(req.socket as GateSocket);
+    if (!peer) {
+      req.socket.destroy();
+      return null;
+    }
+    const client = resolveClientIp(peer, req.headers['x-forwarded-for'] as string | undefined, d.trusted);
+    if ('error' in client) {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'bad-request' });
+      if (res) sendPage(req, res, { status: 400, title: 'Bad request', message: 'Malformed forwarding header.', reason: 'bad-request' });
+      else req.socket.destroy();
+      return null;
+    }
+    const ip = client.ip;
+    if (d.allow && !d.allow.has(ip)) {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'admin-allowlist' });
+      d.log.info({ ip, listener: d.name, url: req.url?.slice(0, 200) }, 'admin allowlist: refused');
+      if (res) sendPage(req, res, { status: 403, title: 'Forbidden', message: 'The administration console is not reachable from your network.', reason: 'admin-allowlist' });
+      else req.socket.destroy();
+      return null;
+    }
+    const ban = d.enforcer.bannedNow(ip);
+    if (ban) {
+      if (ban.shadow || d.enforcer.shadow) {
+        d.metrics.shadowed.inc({ listener: d.name, reason: 'banned' });
+      } else {
+        d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
+        if (res) {
+          sendPage(req, res, {
+            status: 429,
+            title: 'Too many failed logins',
+            message: 'Access from your address is blocked because of repeated failed logins.',
+            retryAfterSeconds: (ban.until - Date.now()) / 1000,
+            until: ban.until,
+            reason: 'banned',
+          });
+        } else {
+          req.socket.destroy();
+        }
+        return null;
+      }
+    }
+    return ip;
+  }
+
+  /** Overwrites (never appends) the forwarding headers Zimbra reads, so it logs oip= correctly. */
+  private setForwardingHeaders(req: IncomingMessage, ip: string, viaTrusted: boolean): void {
+    const h = req.headers;
+    h['x-forwarded-for'] = ip;
+    h['x-real-ip'] = ip;
+    delete h.forwarded;
+    const proto = h['x-forwarded-proto'];
+    const port = h['x-forwarded-port'];
+    if (!viaTrusted || (proto !== 'http' && proto !== 'https')) h['x-forwarded-proto'] = this.d.tls ? 'https' : 'http';
+    if (!viaTrusted || typeof port !== 'string' || !/^\d{1,5}$/.test(port)) h['x-forwarded-port'] = String(this.d.port());
+  }
+
+  handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const { d } = this;
+    res.once('finish', () => d.metrics.requests.inc({ listener: d.name, status_class: `${Math.floor(res.statusCode / 100)}xx` }));
+    const ip = this.admit(req, res);
+    if (ip === null) return;
+    const path = normalizeRequestPath(req.url);
+    if (path === null) {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'bad-request' });
+      sendPage(req, res, { status: 400, title: 'Bad request', message: 'The request target is not valid.', reason: 'bad-request' });
+      return;
+    }
+    const peer = this.peerOf(req.socket as GateSocket)!;
+    this.setForwardingHeaders(req, ip, peer !== ip || d.trusted.has(peer));
+    const method = req.method ?? 'GET';
+    const rule = findRule(method, path);
+    if (!rule) {
+      d.forwarder.web(req, res);
+      return;
+    }
+    void this.handleLoginCandidate(req, res, ip, rule, method).catch((err: Error) => {
+      d.log.error({ err: err.message, ip, listener: d.name }, 'login handling failed');
+      if (!res.headersSent) sendPage(req, res, { status: 502, title: 'Bad gateway', message: 'The request could not be completed.', reason: 'error' });
+      else res.destroy();
+    });
+  };
+
+  private async handleLoginCandidate(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, method: string): Promise<void> {
+    const { d } = this;
+    let body: Buffer | null = null;
+    if (needsRequestBody(rule, method, req.headers)) {
+      let read;
+      try {
+        read = await readBodyUpTo(req, d.config.proxy.maxLoginBodyBytes);
+      } catch {
+        res.destroy();
+        return;
+      }
+      if (read.head) {
+        this.forwardOversize(req, res, ip, rule, read.head);
+        return;
+      }
+      body = read.complete;
+    }
+    const login = analyseRequest(rule, req.url ?? '/', req.headers, body);
+    const replay = body ? replayBody([body], null) : undefined;
+    if (!login) {
+      // Not a login we recognise. A SOAP answer with an auth fault still counts (defence in depth).
+      this.forward(req, res, ip, rule, null, null, replay);
+      return;
+    }
+    const admission = await d.enforcer.admitLogin(ip, login.accounts, login.attempts);
+    if (!admission.allowed) {
+      d.metrics.rejections.inc({ listener: d.name, reason: admission.reason });
+      const shield = admission.reason === 'account-shield';
+      sendPage(req, res, {
+        status: 429,
+        title: 'Too many failed logins',
+        message: shield
+          ? 'This account is temporarily protected after many failed logins. Log in from a device that logged in before, or try later.'
+          : 'Too many failed logins from your address. Try again later.',
+        retryAfterSeconds: admission.retryAfterSeconds,
+        reason: admission.reason,
+      });
+      return;
+    }
+    this.forward(req, res, ip, rule, login, admission.ticket, replay);
+  }
+
+  /**
+   * A SOAP or form body past the detection cap. SOAP streams on, but if an AuthRequest shows up in
+   * it the upstream request is aborted before it completes (a padded login must not dodge counting).
+   */
+  private forwardOversize(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, head: Buffer[]): void {
+    const { d } = this;
+    if (rule.kind !== 'soap') {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'too-large' });
+      sendPage(req, res, { status: 413, title: 'Request too large', message: 'Login requests are limited in size.', reason: 'too-large' });
+      return;
+    }
+    const scanner = new NeedleScanner('AuthRequest', () => {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'too-large' });
+      d.log.warn({ ip, listener: d.name }, 'oversized SOAP request carrying an AuthRequest: aborted');
+      sendPage(req, res, { status: 413, title: 'Request too large', message: 'Login requests are limited in size.', reason: 'too-large' });
+      return new Error('oversized AuthRequest');
+    });
+    const stream = replayBody(head, req);
+    stream.on('error', () => scanner.destroy());
+    this.forward(req, res, ip, rule, null, null, stream.pipe(scanner));
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ip: string,
+    rule: HttpRule,
+    login: LoginRequest | null,
+    ticket: LoginTicket | null,
+    body: import('node:stream').Readable | undefined,
+  ): void {
+    const { d } = this;
+    let settled = false;
+    const settle = (failures: number, successes: number, ruleId: string): void => {
+      if (settled || !ticket) return;
+      settled = true;
+      void d.enforcer.settleLogin(ticket, { failures, successes, ruleId, service: rule.service }).catch((err: Error) => {
+        d.log.error({ err: err.message, ip }, 'settling a login failed');
+      });
+    };
+    d.forwarder.web(req, res, {
+      body,
+      failed: () => settle(0, 0, rule.failure),
+      tap: (upstream) => {
+        const status = upstream.statusCode ?? 0;
+        if (login) {
+          const wantBody = needsResponseBody(login);
+          const chunks = wantBody ? collect(upstream) : null;
+          upstream.once('close', () => {
+            const raw = chunks ? decode(Buffer.concat(chunks.list), upstream.headers['content-encoding']) : null;
+            const r = classifyResponse(login, status, upstream.headers, raw);
+            settle(r.failures, r.successes, r.ruleId);
+          });
+        } else if (rule.kind === 'soap' && status === 500) {
+          // An AuthRequest we did not recognise in the request (exotic encoding): count its fault anyway.
+          const chunks = collect(upstream);
+          upstream.once('close', () => {
+            const raw = decode(Buffer.concat(chunks.list), upstream.headers['content-encoding']);
+            const probe: LoginRequest = { rule, accounts: [], attempts: 1, secondFactor: false };
+            const r = classifyResponse(probe, status, upstream.headers, raw);
+            if (r.failures > 0) {
+              void d.enforcer.record({ outcome: 'failure', ruleId: r.ruleId, service: rule.service, ip, source: 'proxy' }).catch(() => undefined);
+            }
+          });
+        }
+      },
+    });
+  }
+
+  /** Websocket upgrades pass the same address checks, then go straight through. */
+  upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const ip = this.admit(req, null);
+    if (ip === null) {
+      socket.destroy();
+      return;
+    }
+    const peer = this.peerOf(req.socket as GateSocket)!;
+    this.setForwardingHeaders(req, ip, peer !== ip || this.d.trusted.has(peer));
+    this.d.forwarder.ws(req, socket, head);
+  };
+}
+
+function collect(stream: IncomingMessage): { list: Buffer[] } {
+  const out = { list: [] as Buffer[] };
+  let size = 0;
+  stream.on('data', (chunk: Buffer) => {
+    if (size >= MAX_RESPONSE_INSPECT) return;
+    out.list.push(chunk);
+    size += chunk.length;
+  });
+  return out;
+}
+
+function decode(raw: Buffer, encoding: string | undefined): Buffer | null {
+  if (raw.length === 0) return raw;
+  try {
+    switch ((encoding ?? '').trim().toLowerCase()) {
+      case '':
+      case 'identity':
+        return raw;
+      case 'gzip':
+      case 'x-gzip':
+        return gunzipSync(raw, { maxOutputLength: MAX_RESPONSE_INSPECT * 4 });
+      case 'deflate':
+        return inflateSync(raw, { maxOutputLength: MAX_RESPONSE_INSPECT * 4 });
+      case 'br':
+        return brotliDecompressSync(raw, { maxOutputLength: MAX_RESPONSE_INSPECT * 4 });
+      default:
+        return null;
+    }
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Config, ListenerConfig } from '../config/schema.js';
+import { GatekeeperError } from '../errors.js';
+
+export interface StartedServer {
+  readonly server: http.Server;
+  readonly port: number;
+  readonly host: string;
+}
+
+/**
+ * Creates an HTTP or HTTPS server with the client-facing timeouts that keep slow clients
+ * (slowloris) from holding connections: headers within headersTimeout, the whole request within
+ * requestTimeout, idle keep-alive connections closed after keepAliveTimeout.
+ */
+export function createServer(l: ListenerConfig, proxy: Config['proxy'], handler: http.RequestListener): http.Server {
+  const options: http.ServerOptions = {
+    headersTimeout: proxy.headersTimeout * 1000,
+    requestTimeout: proxy.requestTimeout * 1000,
+    keepAliveTimeout: proxy.keepAliveTimeout * 1000,
+    maxHeaderSize: 32 * 1024,
+    noDelay: true,
+  };
+  if (l.tls) {
+    let cert: Buffer;
+    let key: Buffer;
+    try {
+      cert = readFileSync(l.tls.cert);
+      key = readFileSync(l.tls.key);
+    } catch (err) {
+      throw new GatekeeperError('GK_ERR_LISTEN', `cannot read TLS certificate or key: ${(err as Error).message}`);
+    }
+    return https.createServer({ ...options, cert, key, minVersion: 'TLSv1.2' }, handler);
+  }
+  return http.createServer(options, handler);
+}
+
+export function listen(server: http.Server, l: ListenerConfig, name: string): Promise<StartedServer> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new GatekeeperError('GK_ERR_LISTEN', `listener ${name} cannot bind ${l.host}:${l.port}: ${err.code ?? err.message}`, [], { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen({ host: l.host, port: l.port }, () => {
+      server.off('error', onError);
+      const addr = server.address() as AddressInfo;
+      resolve({ server, port: addr.port, host: addr.address });
+    });
+  });
+}
+
+/** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes the rest. */
+export function closeServer(server: http.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
