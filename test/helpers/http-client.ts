@@ -1,0 +1,58 @@
+import { Agent, request, type Dispatcher } from 'undici';
+
+const agents = new Map<string, Agent>();
+
+/** An undici agent whose connections come from `localAddress` (127.0.0.x: a distinct client). */
+export function agentFrom(localAddress: string): Agent {
+  let a = agents.get(localAddress);
+  if (!a) {
+    a = new Agent({ connect: { localAddress, rejectUnauthorized: false }, keepAliveTimeout: 1000, pipelining: 0 });
+    agents.set(localAddress, a);
+  }
+  return a;
+}
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+export async function send(
+  from: string,
+  url: string,
+  init: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string } = {},
+): Promise<Reply> {
+  const r = await request(url, {
+    method: init.method ?? 'GET',
+    headers: init.headers,
+    body: init.body,
+    dispatcher: agentFrom(from),
+    headersTimeout: 15_000,
+    bodyTimeout: 15_000,
+  });
+  const body = await r.body.text();
+  return { status: r.statusCode, headers: r.headers, body };
+}
+
+export async function closeAgents(): Promise<void> {
+  await Promise.all([...agents.values()].map((a) => a.close().catch(() => undefined)));
+  agents.clear();
+}
+
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
+export const soapJsonAuth = (account: string, password: string): string =>
+  JSON.stringify({
+    Header: { context: { _jsns: 'urn:zimbra' } },
+    Body: { AuthRequest: { _jsns: 'urn:zimbraAccount', account: { by: 'name', _content: account }, password: { _content: password } } },
+  });
+
+export const soapXmlAuth = (account: string, password: string, ns = 'urn:zimbraAccount'): string =>
+  `<?xml version="1.0"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"/></soap:Header>` +
+  `<soap:Body><AuthRequest xmlns="${ns}"><account by="name">${account}</account><password>${password}</password></AuthRequest></soap:Body></soap:Envelope>`;
+
+export const formLogin = (username: string, password: string): string =>
+  new URLSearchParams({ loginOp: 'login', username, password, login_csrf: 'b2c3d4', client: 'preferred' }).toString();
