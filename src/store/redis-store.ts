@@ -53,10 +53,13 @@ export class RedisStore implements Store {
     });
     subscriber.on('error', () => undefined);
     subscriber.on('ready', () => {
-      // Events published while we were away are lost: ask listeners to reload.
-      this.emit({ type: 'resync' });
+      // (Re)subscribe once connected (commands are not queued while offline), then ask listeners to
+      // reload: events published while we were away are lost.
+      void subscriber.subscribe(this.channel).then(
+        () => this.emit({ type: 'resync' }),
+        () => undefined,
+      );
     });
-    void subscriber.subscribe(this.channel).catch(() => undefined);
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
       let wire: WireEvent;

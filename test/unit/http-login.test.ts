@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import type { IncomingHttpHeaders } from 'node:http';
+import { describe, it } from 'node:test';
+import { analyseRequest, classifyResponse, type LoginRequest } from '../../src/detect/http-login.js';
+import { findRule, httpRuleIds } from '../../src/detect/http-rules.js';
+
+const soapRule = findRule('POST', '/service/soap/AuthRequest')!;
+const adminRule = findRule('POST', '/service/admin/soap/AuthRequest')!;
+const formRule = findRule('POST', '/')!;
+const davRule = findRule('PROPFIND', '/dav/user@example.com/')!;
+
+function login(rule: typeof soapRule, body: string, url = '/', headers: IncomingHttpHeaders = {}): LoginRequest | null {
+  return analyseRequest(rule, url, headers, Buffer.from(body));
+}
+
+// Verbatim from ../shared/zimbra/samples/soap-webmail.txt (8.8.15 JSON fault, served with HTTP 500).
+const JSON_FAULT = '{"Header":{"context":{"change":{"token":32934},"_jsns":"urn:zimbra"}},"Body":{"Fault":{"Code":{"Value":"soap:Sender"},"Reason":{"Text":"authentication failed for [asd]"},"Detail":{"Error":{"Code":"account.AUTH_FAILED","Trace":"qtp366590980-155736:1618483353424:124048f45be83bed","_jsns":"urn:zimbra"}}}},"_jsns":"urn:zimbraSoap"}';
+// Verbatim from ../shared/zimbra/samples/admin-console.txt (SOAP 1.2 admin fault, HTTP 500).
+const XML_FAULT = `<?xml version="1.0"?>
+<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope">
+  <soap:Header>
+    <context xmlns="urn:zimbra"/>
+  </soap:Header>
+  <soap:Body>
+    <soap:Fault>
+      <soap:Code>
+        <soap:Value>soap:Sender</soap:Value>
+      </soap:Code>
+      <soap:Reason>
+        <soap:Text>authentication failed for [admin]</soap:Text>
+      </soap:Reason>
+      <soap:Detail>
+        <Error xmlns="urn:zimbra">
+          <Code>account.AUTH_FAILED</Code>
+          <Trace>btpool0-14://mail.webruimte.eu:7071/service/admin/soap:1336654190637:40a62659afaeacf2</Trace>
+        </Error>
+      </soap:Detail>
+    </soap:Fault>
+  </soap:Body>
+</soap:Envelope>`;
+const XML_ADMIN_OK = `<?xml version="1.0"?>
+<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><change token="9836"/></context></soap:Header>
+<soap:Body><AuthResponse xmlns="urn:zimbraAdmin"><authToken>0_1c1c96a3c39aa</authToken><lifetime>43200000</lifetime><a n="zimbraIsDomainAdminAccount">false</a></AuthResponse></soap:Body></soap:Envelope>`;
+const SOAP11_FAULT = '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring>authentication failed for [x]</faultstring><detail><Error xmlns="urn:zimbra"><Code>account.AUTH_FAILED</Code></Error></detail></soap:Fault></soap:Body></soap:Envelope>';
+
+describe('SOAP AuthRequest: request side', () => {
+  it('JSON with password as an object (Ajax client)', () => {
+    const l = login(soapRule, '{"Body":{"AuthRequest":{"_jsns":"urn:zimbraAccount","account":{"by":"name","_content":"Info@Example.com"},"password":{"_content":"x"}}}}');
+    assert.deepEqual(l && { accounts: l.accounts, attempts: l.attempts }, { accounts: ['info@example.com'], attempts: 1 });
+  });
+  it('JSON with password as a string (Modern UI)', () => {
+    const l = login(soapRule, '{"Body":{"AuthRequest":{"_jsns":"urn:zimbraAccount","account":{"by":"name","_content":"u@x"},"password":"x","csrfTokenSecured":true}}}');
+    assert.equal(l?.attempts, 1);
+  });
+  it('JSON with unicode escapes in the element name', () => {
+    const l = login(soapRule, '{"Body":{"Auth\\u0052equest":{"account":{"_content":"u@x"},"password":"x"}}}');
+    assert.equal(l?.attempts, 1);
+  });
+  it('XML with a namespace prefix and a character reference in the name', () => {
+    const l = login(soapRule, '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><z:AuthRequest xmlns:z="urn:zimbraAccount"><z:account by="name">&#105;nfo@x.it</z:account><z:password>p</z:password></z:AuthRequest></s:Body></s:Envelope>');
+    assert.deepEqual(l?.accounts, ['info@x.it']);
+  });
+  it('admin AuthRequest with name/password attributes', () => {
+    const l = login(adminRule, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><AuthRequest xmlns="urn:zimbraAdmin" name="admin@x" password="p"/></soap:Body></soap:Envelope>');
+    assert.deepEqual(l?.accounts, ['admin@x']);
+  });
+  it('several AuthRequests in one BatchRequest count as several attempts', () => {
+    const one = '<AuthRequest xmlns="urn:zimbraAccount"><account by="name">a@x</account><password>1</password></AuthRequest>';
+    const l = login(soapRule, `<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><BatchRequest xmlns="urn:zimbra">${one.repeat(5)}</BatchRequest></soap:Body></soap:Envelope>`);
+    assert.equal(l?.attempts, 5);
+  });
+  it('a token-only AuthRequest (session refresh) is not a password guess', () => {
+    assert.equal(login(soapRule, '{"Body":{"AuthRequest":{"authToken":[{"_content":"0_abc"}]}}}'), null);
+  });
+  it('an AuthRequest in the Header is not executed, so not an attempt', () => {
+    assert.equal(login(soapRule, '{"Header":{"AuthRequest":{"account":"a","password":"b"}},"Body":{"NoOpRequest":{}}}'), null);
+  });
+  it('a body we cannot parse but that names AuthRequest counts as one attempt', () => {
+    assert.equal(login(soapRule, '<soap:Envelope><soap:Body><AuthRequest><account>a</account><password>p</pass')?.attempts, 1);
+  });
+  it('a DTD is never expanded; the request still counts', () => {
+    const l = login(soapRule, '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Envelope><Body><AuthRequest><account>&a;</account><password>p</password></AuthRequest></Body></Envelope>');
+    assert.equal(l?.attempts, 1);
+  });
+  it('other SOAP calls are not logins', () => {
+    assert.equal(login(soapRule, '{"Body":{"SearchRequest":{"query":"in:inbox"}}}'), null);
+  });
+});
+
+describe('SOAP AuthRequest: response side', () => {
+  const one = login(soapRule, '{"Body":{"AuthRequest":{"account":{"_content":"u@x"},"password":"x"}}}')!;
+  it('JSON fault account.AUTH_FAILED under HTTP 500 is a failure (real 8.8.15 body)', () => {
+    assert.deepEqual(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT)), { failures: 1, successes: 0, ruleId: 'soap.auth-failed' });
+  });
+  it('XML SOAP 1.2 fault is a failure (real admin body)', () => {
+    const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(XML_FAULT)), { failures: 1, successes: 0, ruleId: 'admin.auth-failed' });
+  });
+  it('SOAP 1.1 fault (detail in lower case) is a failure', () => {
+    assert.equal(classifyResponse(one, 500, {}, Buffer.from(SOAP11_FAULT)).failures, 1);
+  });
+  it('admin PERM_DENIED (unknown admin on 8.8.15.p30+/9.0.0.p23+/10.x) is a failure', () => {
+    const adminLogin = login(adminRule, '{"Body":{"AuthRequest":{"_jsns":"urn:zimbraAdmin","name":"nobody","password":"p"}}}')!;
+    const body = JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED');
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(body)), { failures: 1, successes: 0, ruleId: 'admin.perm-denied' });
+  });
+  it('PERM_DENIED on the webmail SOAP endpoint is not a login failure', () => {
+    assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED'))).failures, 0);
+  });
+  it('two-factor failure has its own rule id', () => {
+    assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'account.TWO_FACTOR_AUTH_FAILED'))).ruleId, 'soap.2fa-failed');
+  });
+  it('a fault inside a BatchResponse under HTTP 200 is a failure', () => {
+    const body = '{"Body":{"BatchResponse":{"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}}],"_jsns":"urn:zimbra"}}}';
+    assert.equal(classifyResponse(one, 200, {}, Buffer.from(body)).failures, 1);
+  });
+  it('AuthResponse with a token is a success (real admin body)', () => {
+    const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
+    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, successes: 1, ruleId: 'admin.auth-ok' });
+  });
+  it('twoFactorAuthRequired: the password was right, neither failure nor success', () => {
+    const body = '{"Body":{"AuthResponse":{"authToken":[{"_content":"0_x"}],"twoFactorAuthRequired":{"_content":true}}}}';
+    assert.deepEqual(classifyResponse(one, 200, {}, Buffer.from(body)), { failures: 0, successes: 0, ruleId: 'soap.auth-failed' });
+  });
+  it('the change-password fault means the password was right: not a failure', () => {
+    assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'account.CHANGE_PASSWORD'))).failures, 0);
+  });
+  it('a 503 from Zimbra\'s own filter (no body) is neither', () => {
+    assert.equal(classifyResponse(one, 503, {}, Buffer.alloc(0)).failures, 0);
+  });
+});
+
+describe('web form login', () => {
+  it('POST / with loginOp=login and credentials is an attempt', () => {
+    const l = login(formRule, 'loginOp=login&username=Info%40example.com&password=x&login_csrf=1');
+    assert.deepEqual(l?.accounts, ['info@example.com']);
+  });
+  it('credentials in the query string count too (login.jsp reads parameters)', () => {
+    assert.equal(analyseRequest(formRule, '/?loginOp=login&username=a&password=b', {}, null)?.attempts, 1);
+  });
+  it('loginOp=logout is not an attempt', () => {
+    assert.equal(login(formRule, 'loginOp=logout'), null);
+  });
+  const l = login(formRule, 'loginOp=login&username=u&password=x')!;
+  it('200 without ZM_AUTH_TOKEN is a failure', () => {
+    assert.equal(classifyResponse(l, 200, { 'set-cookie': ['ZM_LOGIN_CSRF=1; Path=/', 'ZM_TEST=true'] }, Buffer.from('<div id="errorMessageDiv">')).failures, 1);
+  });
+  it('an emptied ZM_AUTH_TOKEN is not a success', () => {
+    assert.equal(classifyResponse(l, 200, { 'set-cookie': ['ZM_AUTH_TOKEN=; Max-Age=0'] }, null).failures, 1);
+  });
+  it('ZM_AUTH_TOKEN with a redirect is a success', () => {
+    assert.equal(classifyResponse(l, 302, { 'set-cookie': ['ZM_AUTH_TOKEN=0_abc; Path=/; HttpOnly'] }, Buffer.alloc(0)).successes, 1);
+  });
+  it('ZM_AUTH_TOKEN with the TOTP form is the 2FA step: neither', () => {
+    const r = classifyResponse(l, 200, { 'set-cookie': ['ZM_AUTH_TOKEN=0_2fa; Path=/'] }, Buffer.from('<input id="totpcode" name="totpcode" type="text"/>'));
+    assert.deepEqual([r.failures, r.successes], [0, 0]);
+  });
+  it('a wrong second factor is form.2fa-failed', () => {
+    const step2 = login(formRule, 'loginOp=login&totpcode=000000')!;
+    assert.equal(classifyResponse(step2, 200, {}, Buffer.from('<input name="totpcode">')).ruleId, 'form.2fa-failed');
+  });
+});
+
+describe('Basic-auth endpoints', () => {
+  const withCreds = analyseRequest(davRule, '/dav/u/', { authorization: `Basic ${Buffer.from('User@X:pw').toString('base64')}` }, null)!;
+  it('a request without credentials is not an attempt (the normal first leg of DAV)', () => {
+    assert.equal(analyseRequest(davRule, '/dav/u/', {}, null), null);
+  });
+  it('a Bearer token is not Basic credentials', () => {
+    assert.equal(analyseRequest(davRule, '/dav/u/', { authorization: 'Bearer abc' }, null), null);
+  });
+  it('the account is the Basic user, lower-cased', () => assert.deepEqual(withCreds.accounts, ['user@x']));
+  it('401 to a request with credentials is a failure', () => {
+    assert.deepEqual(classifyResponse(withCreds, 401, { 'www-authenticate': 'BASIC realm="Zimbra"' }, null), { failures: 1, successes: 0, ruleId: 'dav.auth-failed' });
+  });
+  it('207 Multi-Status is a success', () => assert.equal(classifyResponse(withCreds, 207, {}, null).successes, 1));
+  it('403 is neither', () => assert.deepEqual([classifyResponse(withCreds, 403, {}, null).failures, classifyResponse(withCreds, 403, {}, null).successes], [0, 0]));
+  for (const [path, service] of [['/service/home/u/inbox?auth=ba', 'rest'], ['/home/u/calendar', 'rest'], ['/Microsoft-Server-ActiveSync', 'activesync'], ['/ews/Exchange.asmx', 'ews'], ['/autodiscover/autodiscover.xml', 'autodiscover'], ['/zimbra/downloads/index.html', 'downloads'], ['/service/dav/home/u/', 'dav']]) {
+    it(`${path} is the ${service} rule`, () => assert.equal(findRule('GET', path.split('?')[0]!)?.service, service));
+  }
+});
+
+describe('preauth', () => {
+  const rule = findRule('GET', '/service/preauth')!;
+  it('400 is a failure, the account comes from the query', () => {
+    const l = analyseRequest(rule, '/service/preauth?account=U@x&by=name&timestamp=1&expires=0&preauth=abc', {}, null)!;
+    assert.deepEqual(l.accounts, ['u@x']);
+    assert.equal(classifyResponse(l, 400, {}, null).ruleId, 'preauth.failed');
+  });
+});
+
+describe('rule table', () => {
+  it('every rule id follows <service>.<condition>', () => {
+    for (const id of httpRuleIds()) assert.match(id, /^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:-[a-z0-9]+)*$/);
+  });
+});
