@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 
 const agents = new Map<string, Agent>();
@@ -6,7 +7,8 @@ const agents = new Map<string, Agent>();
 export function agentFrom(localAddress: string): Agent {
   let a = agents.get(localAddress);
   if (!a) {
-    a = new Agent({ connect: { localAddress, rejectUnauthorized: false }, keepAliveTimeout: 1000, pipelining: 0 });
+    // undici 7 takes localAddress at the top level of the Agent options (inside `connect` it is ignored).
+    a = new Agent({ localAddress, connect: { rejectUnauthorized: false }, keepAliveTimeout: 1000 });
     agents.set(localAddress, a);
   }
   return a;
@@ -56,3 +58,25 @@ export const soapXmlAuth = (account: string, password: string, ns = 'urn:zimbraA
 
 export const formLogin = (username: string, password: string): string =>
   new URLSearchParams({ loginOp: 'login', username, password, login_csrf: 'b2c3d4', client: 'preferred' }).toString();
+
+/** Sends raw bytes from `from` and returns everything the server answered until it closed (or timeout). */
+export function rawRequest(from: string, port: number, data: string | Buffer, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, localAddress: from }, () => socket.write(data));
+    let out = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(out);
+    }, timeoutMs);
+    socket.on('data', (c) => (out += c.toString('latin1')));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      if (out) resolve(out);
+      else reject(err);
+    });
+  });
+}
