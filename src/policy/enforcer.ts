@@ -16,6 +16,8 @@ export interface LoginTicket {
   readonly key: string;
   readonly accounts: readonly string[];
   readonly reserved: number;
+  /** Accounts whose shield counter got one failure reserved. */
+  readonly reservedAccounts: readonly string[];
   readonly knownGood: boolean;
   readonly ignored: boolean;
 }
@@ -119,8 +121,12 @@ export class Enforcer {
    */
   async admitLogin(ip: string, accounts: readonly string[], attempts: number): Promise<Admission> {
     const key = this.cache.clientKey(ip);
+    const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => ({
+      allowed: true,
+      ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false },
+    });
     if (this.isIgnored(ip)) {
-      return { allowed: true, ticket: { ip, key, accounts, reserved: 0, knownGood: false, ignored: true } };
+      return { allowed: true, ticket: { ip, key, accounts, reserved: 0, reservedAccounts: [], knownGood: false, ignored: true } };
     }
     const knownGood =
       accounts.length > 0 &&
@@ -128,31 +134,45 @@ export class Enforcer {
         const flags = await Promise.all(accounts.map((a) => this.store.hasFlag(this.goodKey(a, key))));
         return flags.every(Boolean);
       }, false));
-    if (!knownGood && this.config.account.enabled) {
+    if (knownGood) return pass(0, [], true);
+
+    // Account shield: reserve one failure per targeted account, so bots spread over many addresses
+    // cannot overshoot account.maxretry either.
+    const reservedAccounts: string[] = [];
+    if (this.config.account.enabled) {
       for (const account of accounts) {
-        const n = await this.safe('account-count', () => this.accountCounter.get(account), 0);
-        if (n >= this.config.account.maxretry) {
-          if (this.shadow) {
-            this.log.info({ ip, account, reason: 'account-shield' }, 'shadow: would refuse login');
-            break;
-          }
-          this.log.info({ ip, account, failures: n }, 'account shield: login refused from an address without a recent success');
-          return { allowed: false, reason: 'account-shield', retryAfterSeconds: this.config.account.findtime };
+        const res = await this.safe('reserve', () => this.accountCounter.consume(account, 1), null);
+        if (!res) continue;
+        if (res.allowed) {
+          reservedAccounts.push(account);
+          continue;
         }
+        if (this.shadow) {
+          this.metrics.shadowed.inc({ listener: 'any', reason: 'account-shield' });
+          this.log.info({ ip, account, reason: 'account-shield' }, 'shadow: would refuse login');
+          continue;
+        }
+        await this.refundAccounts(reservedAccounts);
+        this.log.info({ ip, account, failures: res.consumed }, 'account shield: login refused from an address without a recent success');
+        return { allowed: false, reason: 'account-shield', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) };
       }
     }
-    if (knownGood) {
-      return { allowed: true, ticket: { ip, key, accounts, reserved: 0, knownGood, ignored: false } };
-    }
+
     const res = await this.safe('reserve', () => this.ipCounter.consume(key, attempts), null);
     if (res && !res.allowed) {
       if (!this.shadow) {
+        await this.refundAccounts(reservedAccounts);
         return { allowed: false, reason: 'limited', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) };
       }
+      this.metrics.shadowed.inc({ listener: 'any', reason: 'limited' });
       this.log.info({ ip, reason: 'limited' }, 'shadow: would refuse login');
-      return { allowed: true, ticket: { ip, key, accounts, reserved: 0, knownGood, ignored: false } };
+      return pass(0, reservedAccounts, false);
     }
-    return { allowed: true, ticket: { ip, key, accounts, reserved: res ? attempts : 0, knownGood, ignored: false } };
+    return pass(res ? attempts : 0, reservedAccounts, false);
+  }
+
+  private async refundAccounts(accounts: readonly string[]): Promise<void> {
+    for (const a of accounts) await this.safe('refund', () => this.accountCounter.reward(a, 1), undefined);
   }
 
   /** Called when Zimbra has answered a login admitted by admitLogin. */
@@ -169,10 +189,12 @@ export class Enforcer {
       const extra = outcome.failures - ticket.reserved;
       if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
       else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
-      await this.countAccounts(ticket.accounts, key, ticket.knownGood, outcome.failures);
+      // The shield's failures were reserved at admission: only the pairs are counted now.
+      await this.countAccounts(ticket.accounts, key, true, outcome.failures);
       await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy');
-    } else if (ticket.reserved > 0) {
-      await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
+    } else {
+      if (ticket.reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
+      await this.refundAccounts(ticket.reservedAccounts);
     }
     if (outcome.successes > 0) await this.clearOnSuccess(ticket.accounts, key);
   }
@@ -195,11 +217,12 @@ export class Enforcer {
     await this.banIfOver(event.ip, key, event.ruleId, event.service, event.source);
   }
 
-  private async countAccounts(accounts: readonly string[], key: string, knownGood: boolean, failures: number): Promise<void> {
+  /** Counts failures per account/address pair and, unless `skipShield`, on the account shield. */
+  private async countAccounts(accounts: readonly string[], key: string, skipShield: boolean, failures: number): Promise<void> {
     for (const account of accounts.slice(0, failures)) {
       await this.safe('count', () => this.pairCounter.add(`${account}|${key}`, 1), null);
       // The owner's own typos (from an address with a recent success) do not raise the shield.
-      if (!knownGood && this.config.account.enabled) {
+      if (!skipShield && this.config.account.enabled) {
         await this.safe('count', () => this.accountCounter.add(account, 1), null);
       }
     }
