@@ -60,7 +60,7 @@ async function upstreamAddresses(config: Config, log: Logger): Promise<string[]>
   return out;
 }
 
-function createStore(config: Config, clock: Clock, log: Logger): Store {
+async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
   if (!config.redis) return new MemoryStore(clock);
   const { url, keyPrefix, connectTimeout } = config.redis;
   const client = connectRedis(url, connectTimeout * 1000);
@@ -74,14 +74,20 @@ function createStore(config: Config, clock: Clock, log: Logger): Store {
     if (warned) log.info('redis reachable again');
     warned = false;
   });
-  return new RedisStore(client, subscriber, keyPrefix, clock);
+  const store = new RedisStore(client, subscriber, keyPrefix, clock);
+  // Wait (up to connectTimeout) for Redis before serving, so the first counts land in Redis and not
+  // in the insurance limiter; if it is down, start anyway and serve from memory.
+  const deadline = Date.now() + connectTimeout * 1000;
+  while (!store.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  if (!store.ready) log.error({ code: 'GK_ERR_STORE', url: url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@') }, 'redis not reachable at startup: serving with in-memory counting until it is');
+  return store;
 }
 
 export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningGatekeeper> {
   const { config } = loaded;
   for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
   const metrics = new Metrics();
-  const store = createStore(config, clock, log);
+  const store = await createStore(config, clock, log);
 
   const upstreams = await upstreamAddresses(config, log);
   const trusted = new CidrSet(config.trustedProxies);
