@@ -63,6 +63,12 @@ export class Enforcer {
   private readonly accountCounter: FailureCounter;
   /** Targets being banned right now: concurrent failures crossing the limit make one ban, not several. */
   private readonly banning = new Set<string>();
+  /**
+   * This instance's copy of known-good account/address pairs (expiry in ms). Set synchronously when a
+   * success is seen, so a client's next request (DAV clients fire many at once) finds it before the
+   * store write completes, and so repeated checks cost no Redis round trip.
+   */
+  private readonly knownGoodLocal = new Map<string, number>();
 
   constructor(
     private readonly config: Config,
@@ -128,12 +134,7 @@ export class Enforcer {
     if (this.isIgnored(ip)) {
       return { allowed: true, ticket: { ip, key, accounts, reserved: 0, reservedAccounts: [], knownGood: false, ignored: true } };
     }
-    const knownGood =
-      accounts.length > 0 &&
-      (await this.safe('known-good', async () => {
-        const flags = await Promise.all(accounts.map((a) => this.store.hasFlag(this.goodKey(a, key))));
-        return flags.every(Boolean);
-      }, false));
+    const knownGood = accounts.length > 0 && (await this.allKnownGood(accounts, key));
     if (knownGood) return pass(0, [], true);
 
     // Account shield: reserve one failure per targeted account, so bots spread over many addresses
@@ -171,12 +172,33 @@ export class Enforcer {
     return pass(res ? attempts : 0, reservedAccounts, false);
   }
 
+  private async allKnownGood(accounts: readonly string[], key: string): Promise<boolean> {
+    const now = this.clock.now();
+    const missing = accounts.filter((a) => (this.knownGoodLocal.get(this.goodKey(a, key)) ?? 0) <= now);
+    if (missing.length === 0) return true;
+    return this.safe('known-good', async () => {
+      const flags = await Promise.all(missing.map((a) => this.store.hasFlag(this.goodKey(a, key))));
+      // Found in the store (another instance saw the success): remember locally for a while.
+      flags.forEach((f, i) => f && this.rememberGood(this.goodKey(missing[i]!, key), Math.min(this.config.account.rememberSuccess, 3600)));
+      return flags.every(Boolean);
+    }, false);
+  }
+
+  private rememberGood(goodKey: string, seconds: number): void {
+    if (this.knownGoodLocal.size >= 100_000) this.knownGoodLocal.clear();
+    this.knownGoodLocal.set(goodKey, this.clock.now() + seconds * 1000);
+  }
+
   private async refundAccounts(accounts: readonly string[]): Promise<void> {
     for (const a of accounts) await this.safe('refund', () => this.accountCounter.reward(a, 1), undefined);
   }
 
   /** Called when Zimbra has answered a login admitted by admitLogin. */
   async settleLogin(ticket: LoginTicket, outcome: LoginOutcome): Promise<void> {
+    if (outcome.successes > 0 && !ticket.ignored) {
+      // Synchronously, before anything is awaited (see knownGoodLocal).
+      for (const a of ticket.accounts) this.rememberGood(this.goodKey(a, ticket.key), this.config.account.rememberSuccess);
+    }
     if (outcome.failures > 0) {
       this.metrics.logins.inc({ service: outcome.service, rule: outcome.ruleId, outcome: 'failure' }, outcome.failures);
     }
