@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import type http from 'node:http';
+import type net from 'node:net';
 import { Agent, request } from 'undici';
 import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
@@ -11,7 +12,7 @@ import { Metrics } from './obs/metrics.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
-import { closeServer, createServer, listen } from './proxy/listener.js';
+import { closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
 import { sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
@@ -114,7 +115,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   }, RESYNC_EVERY_MS);
   resyncTimer.unref();
 
-  const servers: http.Server[] = [];
+  const servers: Array<{ server: http.Server; front?: net.Server }> = [];
   const forwarders: Forwarder[] = [];
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
@@ -158,10 +159,18 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         socket.destroy();
       }
     });
-    const started = await listen(server, l, name);
+    let front: net.Server | undefined;
+    if (l.proxyProtocol) {
+      if (trusted.size === 0) log.error({ listener: name }, 'proxyProtocol is on but trustedProxies is empty: every connection will be refused');
+      front = proxyProtocolFront(server, trusted, config.proxy.headersTimeout * 1000, (peer) => {
+        metrics.rejections.inc({ listener: name, reason: 'bad-request' });
+        log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
+      });
+    }
+    const started = await listen(front ?? server, l, name);
     port = started.port;
     ports[name] = started.port;
-    servers.push(server);
+    servers.push(front ? { server, front } : { server });
     if (name === 'admin' && config.admin.allow.length === 0) {
       log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
     }
@@ -206,7 +215,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, now: () => clock.now() }));
     const started = await listen(server, apiCfg, 'api');
     ports.api = started.port;
-    servers.push(server);
+    servers.push({ server });
     log.info({ listener: 'api', host: started.host, port: started.port }, 'listening');
   }
 
@@ -217,7 +226,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     async close(): Promise<void> {
       clearInterval(resyncTimer);
       clearInterval(probeTimer);
-      await Promise.all(servers.map((s) => closeServer(s, 10_000)));
+      await Promise.all(servers.map((s) => closeServer(s.server, 10_000, s.front)));
       for (const f of forwarders) f.close();
       await probeAgent.close().catch(() => undefined);
       await store.close();

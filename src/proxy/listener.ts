@@ -1,12 +1,16 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { GatekeeperError } from '../errors.js';
+import type { CidrSet } from '../net/ip.js';
+import { normalizeIp } from '../net/ip.js';
+import { readProxyHeader } from '../net/proxy-protocol.js';
+import { PROXY_SOURCE } from './gate.js';
 
 export interface StartedServer {
-  readonly server: http.Server;
+  readonly server: http.Server | net.Server;
   readonly port: number;
   readonly host: string;
 }
@@ -38,7 +42,7 @@ export function createServer(l: ListenerConfig, proxy: Config['proxy'], handler:
   return http.createServer(options, handler);
 }
 
-export function listen(server: http.Server, l: ListenerConfig, name: string): Promise<StartedServer> {
+export function listen(server: http.Server | net.Server, l: ListenerConfig, name: string): Promise<StartedServer> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new GatekeeperError('GK_ERR_LISTEN', `listener ${name} cannot bind ${l.host}:${l.port}: ${err.code ?? err.message}`, [], { cause: err }));
@@ -52,18 +56,60 @@ export function listen(server: http.Server, l: ListenerConfig, name: string): Pr
   });
 }
 
+/**
+ * A TCP front for a listener with `proxyProtocol: true`: only trusted proxies may connect; each
+ * connection must start with a PROXY v1/v2 header, whose source address becomes the peer, and is
+ * then handed to the HTTP(S) server.
+ */
+export function proxyProtocolFront(server: http.Server, trusted: CidrSet, headerTimeoutMs: number, onRefused: (peer: string) => void): net.Server {
+  const front = net.createServer((socket) => {
+    const peer = normalizeIp(socket.remoteAddress);
+    if (!peer || !trusted.has(peer)) {
+      onRefused(peer ?? 'unknown');
+      socket.destroy();
+      return;
+    }
+    readProxyHeader(socket, headerTimeoutMs, (source) => {
+      if (source === undefined) {
+        onRefused(peer);
+        return;
+      }
+      if (source) (socket as net.Socket & { [PROXY_SOURCE]?: string })[PROXY_SOURCE] = source;
+      server.emit('connection', socket);
+      socket.resume();
+    });
+  });
+  front.on('close', () => server.close());
+  return front;
+}
+
 /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes the rest. */
-export function closeServer(server: http.Server, graceMs: number): Promise<void> {
+export function closeServer(server: http.Server, graceMs: number, front?: net.Server): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       server.closeAllConnections();
       resolve();
     }, graceMs);
     timer.unref();
-    server.close(() => {
+    const done = (): void => {
       clearTimeout(timer);
       resolve();
-    });
+    };
+    if (front) {
+      front.close();
+      // The HTTP server never listened itself: wait for its connections to drain.
+      const poll = setInterval(() => {
+        server.getConnections((_err, n) => {
+          if (!n) {
+            clearInterval(poll);
+            done();
+          }
+        });
+      }, 50);
+      poll.unref();
+    } else {
+      server.close(done);
+    }
     server.closeIdleConnections();
   });
 }

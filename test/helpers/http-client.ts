@@ -73,9 +73,10 @@ export function rawRequest(from: string, port: number, data: string | Buffer, ti
       clearTimeout(timer);
       resolve(out);
     });
-    socket.on('error', (err) => {
+    // A reset is an answer too (the server refused the connection): resolve with what arrived.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      if (out) resolve(out);
+      if (out || err.code === 'ECONNRESET' || err.code === 'EPIPE') resolve(out);
       else reject(err);
     });
   });

@@ -173,3 +173,32 @@ describe('startup errors', () => {
     assert.match(r.stderr, /GK_ERR_API_UNREACHABLE/);
   });
 });
+
+describe('PROXY protocol listener', () => {
+  it('takes the client address from a trusted proxy\'s v1/v2 header and refuses everyone else', async () => {
+    const zimbra = await startFakeZimbra();
+    const cfg = testConfig(zimbra.url, { trustedProxies: ['127.0.0.9/32'] }) as { listen: { web: Record<string, unknown> } };
+    cfg.listen.web.proxyProtocol = true;
+    const gk = await startGatekeeper(cfg);
+    try {
+      const v1 = await rawRequest('127.0.0.9', gk.ports.web!, 'PROXY TCP4 198.51.100.77 127.0.0.1 40000 443\r\nGET /pp1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      assert.match(v1, /^HTTP\/1\.1 200/);
+      assert.equal(zimbra.reached('/pp1').at(-1)?.headers['x-forwarded-for'], '198.51.100.77');
+
+      const sig = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 198, 51, 100, 78, 127, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb]);
+      const v2 = await rawRequest('127.0.0.9', gk.ports.web!, Buffer.concat([sig, Buffer.from('GET /pp2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')]));
+      assert.match(v2, /^HTTP\/1\.1 200/);
+      assert.equal(zimbra.reached('/pp2').at(-1)?.headers['x-forwarded-for'], '198.51.100.78');
+
+      const before = zimbra.requests.length;
+      const spoof = await rawRequest('127.0.0.3', gk.ports.web!, 'PROXY TCP4 6.6.6.6 127.0.0.1 40000 443\r\nGET /spoof HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(spoof, '', 'an untrusted peer is disconnected');
+      const missing = await rawRequest('127.0.0.9', gk.ports.web!, 'GET /noheader HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(missing, '', 'a trusted peer without the header is disconnected');
+      assert.equal(zimbra.requests.length, before);
+    } finally {
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+});
