@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import type http from 'node:http';
 import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Agent, request } from 'undici';
 import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
@@ -116,6 +117,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   resyncTimer.unref();
 
   const servers: Array<{ server: http.Server; front?: net.Server }> = [];
+  const upgraded = new Set<Duplex>();
   const forwarders: Forwarder[] = [];
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
@@ -149,7 +151,12 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
     const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });
     const server = createServer(l, config.proxy, gate.handle);
-    server.on('upgrade', gate.upgrade);
+    server.on('upgrade', (req, socket, head) => {
+      // Upgraded connections leave the HTTP server's books: track them to close them on shutdown.
+      upgraded.add(socket);
+      socket.once('close', () => upgraded.delete(socket));
+      gate.upgrade(req, socket, head);
+    });
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       metrics.rejections.inc({ listener: name, reason: 'bad-request' });
       if (socket.writable && err.code !== 'ECONNRESET') {
@@ -226,7 +233,12 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     async close(): Promise<void> {
       clearInterval(resyncTimer);
       clearInterval(probeTimer);
+      const websockets = setTimeout(() => {
+        for (const s of upgraded) s.destroy();
+      }, 2_000);
       await Promise.all(servers.map((s) => closeServer(s.server, 10_000, s.front)));
+      clearTimeout(websockets);
+      for (const s of upgraded) s.destroy();
       for (const f of forwarders) f.close();
       await probeAgent.close().catch(() => undefined);
       await store.close();

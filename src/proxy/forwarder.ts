@@ -43,6 +43,8 @@ const STATE = Symbol('gatekeeper.forward');
 interface ForwardState {
   start: number;
   timedOut: boolean;
+  /** The client asked to close its connection after this response. */
+  clientClose: boolean;
   call: ForwardCall | undefined;
 }
 
@@ -100,6 +102,12 @@ export class Forwarder {
       const state = (req as WithState)[STATE];
       if (!state) return;
       options.onResponse?.(req, proxyRes, Date.now() - state.start);
+      // The upstream's hop-by-hop headers describe our pooled connection, not the client's: answer
+      // the client's own Connection wish (http-proxy would copy the upstream's keep-alive).
+      const h = proxyRes.headers;
+      delete h['keep-alive'];
+      delete h['proxy-connection'];
+      h.connection = state.clientClose ? 'close' : 'keep-alive';
       // The response is streaming now: a slow body is not an upstream timeout.
       proxyRes.socket?.setTimeout(0);
       state.call?.tap?.(proxyRes);
@@ -121,15 +129,17 @@ export class Forwarder {
 
   /** Forwards an HTTP request. The caller has already set the forwarding headers. */
   web(req: http.IncomingMessage, res: http.ServerResponse, call?: ForwardCall): void {
+    const conn = req.headers.connection ?? '';
+    const clientClose = /\bclose\b/i.test(conn) || (req.httpVersion === '1.0' && !/keep-alive/i.test(conn));
     stripHopByHop(req.headers, false);
-    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, call };
+    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, clientClose, call };
     this.proxy.web(req, res, call?.body ? { buffer: call.body } : {});
   }
 
   /** Forwards a websocket upgrade. */
   ws(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     stripHopByHop(req.headers, true);
-    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, call: undefined };
+    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, clientClose: false, call: undefined };
     socket.on('error', () => socket.destroy());
     this.proxy.ws(req, socket, head);
   }

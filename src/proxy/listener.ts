@@ -26,6 +26,8 @@ export function createServer(l: ListenerConfig, proxy: Config['proxy'], handler:
     requestTimeout: proxy.requestTimeout * 1000,
     keepAliveTimeout: proxy.keepAliveTimeout * 1000,
     maxHeaderSize: 32 * 1024,
+    // How often Node checks those timeouts (default 30 s would let a slowloris hold on much longer).
+    connectionsCheckingInterval: Math.max(250, Math.min(proxy.headersTimeout, proxy.requestTimeout) * 250),
     noDelay: true,
   };
   if (l.tls) {

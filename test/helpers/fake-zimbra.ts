@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { XMLParser } from 'fast-xml-parser';
 
@@ -35,6 +36,8 @@ export interface FakeZimbra {
 
 export interface FakeZimbraOptions {
   readonly users?: Record<string, FakeUser>;
+  /** Serve HTTPS with this certificate (Zimbra usually has a self-signed one). */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /** Hold every auth answer this long (makes concurrent bursts really concurrent). */
   readonly authDelayMs?: number;
   readonly port?: number;
@@ -170,11 +173,14 @@ const BASIC_PATHS = /^\/(service\/dav|dav|service\/home|home|microsoft-server-ac
 const FILLER = 'x'.repeat(2048);
 
 export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<FakeZimbra> {
+  const create = options.tls
+    ? (h: http.RequestListener) => https.createServer({ cert: options.tls!.cert, key: options.tls!.key }, h)
+    : (h: http.RequestListener) => http.createServer(h);
   const users = options.users ?? DEFAULT_USERS;
   const requests: RecordedRequest[] = [];
   const delay = (): Promise<void> => new Promise((r) => setTimeout(r, options.authDelayMs ?? 0));
 
-  const server = http.createServer(async (req, res) => {
+  const server = create(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');
@@ -264,16 +270,27 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': FILLER.length });
     res.end(FILLER);
   });
+  // Websocket stand-in: answers the upgrade and echoes what it receives.
+  const upgraded = new Set<import('node:stream').Duplex>();
+  server.on('upgrade', (req, socket) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
+    requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '', body: '' });
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
+    socket.on('error', () => socket.destroy());
+  });
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((r) => server.listen(options.port ?? 0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
     reached: (prefix = '/') => requests.filter((r) => r.url.startsWith(prefix)),
     close: () =>
       new Promise<void>((r) => {
+        for (const s of upgraded) s.destroy();
         server.closeAllConnections();
         server.close(() => r());
       }),

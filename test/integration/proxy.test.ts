@@ -4,6 +4,8 @@ import { startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
 import { closeAgents, rawRequest, send } from '../helpers/http-client.js';
 import { freePort } from '../helpers/redis-server.js';
+import { requireBinary } from '../helpers/binaries.js';
+import { selfSignedCertificate } from '../helpers/certificate.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +54,7 @@ describe('the gatekeeper process in front of a stand-in Zimbra', () => {
   it('strips hop-by-hop headers so the upstream connection stays pooled', async () => {
     const res = await rawRequest('127.0.0.3', gk.ports.web!, 'GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close, x-secret-hop\r\nX-Secret-Hop: 1\r\nProxy-Authorization: Basic eA==\r\n\r\n');
     assert.match(res, /^HTTP\/1\.1 200/);
+    assert.match(res, /\r\nconnection: close\r\n/i, 'the client\'s own Connection: close is honoured');
     const got = zimbra.reached('/hop').at(-1)!;
     assert.equal(got.headers['x-secret-hop'], undefined);
     assert.equal(got.headers['proxy-authorization'], undefined);
@@ -196,6 +199,63 @@ describe('PROXY protocol listener', () => {
       const missing = await rawRequest('127.0.0.9', gk.ports.web!, 'GET /noheader HTTP/1.1\r\nHost: x\r\n\r\n');
       assert.equal(missing, '', 'a trusted peer without the header is disconnected');
       assert.equal(zimbra.requests.length, before);
+    } finally {
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+});
+
+describe('TLS, websockets and slow clients', () => {
+  it('serves HTTPS with its own certificate in front of an HTTPS Zimbra with a self-signed one', async (t) => {
+    if (!requireBinary(t, 'openssl', 'openssl')) return;
+    const cert = selfSignedCertificate();
+    const zimbra = await startFakeZimbra({ tls: { cert: cert.cert, key: cert.key } });
+    const cfg = testConfig(zimbra.url) as { listen: { web: Record<string, unknown> } };
+    cfg.listen.web.tls = { cert: cert.certFile, key: cert.keyFile };
+    const gk = await startGatekeeper(cfg);
+    try {
+      const r = await send('127.0.0.3', `https://127.0.0.1:${gk.ports.web}/secure`);
+      assert.equal(r.status, 200);
+      const got = zimbra.reached('/secure').at(-1)!;
+      assert.equal(got.headers['x-forwarded-proto'], 'https');
+      assert.equal(got.headers['x-forwarded-for'], '127.0.0.3');
+    } finally {
+      await closeAgents();
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+
+  it('passes websocket upgrades through, and refuses them from banned addresses', async () => {
+    const zimbra = await startFakeZimbra();
+    const gk = await startGatekeeper(testConfig(zimbra.url));
+    try {
+      const ok = await rawRequest('127.0.0.3', gk.ports.web!, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nping', 1000);
+      assert.match(ok, /^HTTP\/1\.1 101/);
+      assert.match(ok, /echo:ping/);
+      assert.equal(zimbra.reached('/ws').at(-1)?.headers['x-forwarded-for'], '127.0.0.3');
+      assert.equal((await runCli(['ban', '127.0.0.4', '--api', gk.url('api', '')])).code, 0);
+      const before = zimbra.requests.length;
+      const banned = await rawRequest('127.0.0.4', gk.ports.web!, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 1000);
+      assert.doesNotMatch(banned, /101/);
+      assert.equal(zimbra.requests.length, before);
+    } finally {
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+
+  it('closes a connection whose headers do not arrive within proxy.headersTimeout (slowloris)', async () => {
+    const zimbra = await startFakeZimbra();
+    const gk = await startGatekeeper(testConfig(zimbra.url, { proxy: { headersTimeout: '1s' } }));
+    try {
+      const t0 = Date.now();
+      const r = await rawRequest('127.0.0.3', gk.ports.web!, 'GET /slow HTTP/1.1\r\nHost: x\r\nX-A: ', 6000);
+      const elapsed = Date.now() - t0;
+      assert.match(r, /^HTTP\/1\.1 408/);
+      assert.ok(elapsed < 4000, `closed after ${elapsed} ms`);
+      assert.equal(zimbra.reached('/slow').length, 0);
     } finally {
       await gk.stop();
       await zimbra.close();
