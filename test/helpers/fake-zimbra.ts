@@ -267,6 +267,11 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       res.end(LOGIN_PAGE(''));
       return;
     }
+    if (path === '/hang') {
+      // Never answers (until the connection is closed): for upstream timeout tests.
+      req.socket.setTimeout(0);
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': FILLER.length });
     res.end(FILLER);
   });

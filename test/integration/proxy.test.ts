@@ -147,6 +147,25 @@ describe('upstream failures', () => {
   });
 });
 
+describe('upstream timeout', () => {
+  it('answers 504 when Zimbra does not answer within proxy.upstreamTimeout, and keeps serving', async () => {
+    const zimbra = await startFakeZimbra();
+    const gk = await startGatekeeper(testConfig(zimbra.url, { proxy: { upstreamTimeout: '1s' } }));
+    try {
+      const t0 = Date.now();
+      const r = await send('127.0.0.3', gk.url('web', '/hang'), { headers: { accept: 'application/json' } });
+      assert.equal(r.status, 504);
+      assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'upstream-timeout');
+      assert.ok(Date.now() - t0 < 5000);
+      assert.equal((await send('127.0.0.3', gk.url('web', '/fine'))).status, 200);
+    } finally {
+      await closeAgents();
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+});
+
 describe('startup errors', () => {
   it('a bad config exits 2 naming the key, the value and why', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gk-bad-'));
