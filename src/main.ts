@@ -10,6 +10,8 @@ import type { Config } from './config/schema.js';
 import { CidrSet, normalizeIp } from './net/ip.js';
 import type { Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import { LogDetector } from './detect/log-detector.js';
+import { LogWatcher } from './logs/log-watcher.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
@@ -217,6 +219,17 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     };
   };
 
+  let watcher: LogWatcher | null = null;
+  if (config.logs.length > 0) {
+    const detector = new LogDetector({
+      zimbraProxies: new CidrSet(config.zimbraProxies),
+      forwarders: new CidrSet([...config.zimbraProxies, ...config.trustedProxies]),
+      configuredTypes: new Set(config.logs.map((l) => l.type)),
+    });
+    watcher = new LogWatcher(config.logs, detector, enforcer, store, metrics, log);
+    await watcher.start();
+  }
+
   const apiCfg = config.listen.api;
   if (apiCfg) {
     const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, now: () => clock.now() }));
@@ -232,6 +245,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     store,
     async close(): Promise<void> {
       clearInterval(resyncTimer);
+      await watcher?.stop();
       clearInterval(probeTimer);
       const websockets = setTimeout(() => {
         for (const s of upgraded) s.destroy();

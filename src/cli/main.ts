@@ -6,6 +6,8 @@ import { createLogger } from '../obs/logger.js';
 import { startGatekeeper } from '../main.js';
 import { ApiClient } from './api-client.js';
 import { printBans, printStatus } from './format.js';
+import { printReport, testLog } from './test-log.js';
+import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
 
 const USAGE = `usage: gatekeeper <command> [options]
 
@@ -16,6 +18,8 @@ commands:
   list [--json]               active bans
   ban IP [--for 24h] [--reason TEXT]   ban by hand (IPv4, IPv6 or CIDR)
   unban IP|--all              lift bans everywhere
+  test-log FILE... [--type TYPE|auto] [--json]
+                              run log files through the log rules offline (like fail2ban-regex)
 
 options:
   --config FILE               config file (default: $GK_CONFIG, else ./gatekeeper.yml)
@@ -85,6 +89,7 @@ export async function main(argv: string[]): Promise<number> {
         for: { type: 'string' },
         reason: { type: 'string' },
         all: { type: 'boolean', default: false },
+        type: { type: 'string', default: 'auto' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -106,6 +111,20 @@ export async function main(argv: string[]): Promise<number> {
         const loaded = loadConfig({ file: values.config });
         for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(`${JSON.stringify({ file: loaded.file, config: maskedConfig(loaded.config) }, null, 2)}\n`);
+        return 0;
+      }
+      case 'test-log': {
+        if (values.type !== 'auto' && !LOG_TYPES.includes(values.type as LogType)) {
+          throw new GatekeeperError('GK_ERR_USAGE', `--type ${values.type} is not one of auto, ${LOG_TYPES.join(', ')}`);
+        }
+        const { config } = loadConfig({ file: values.config });
+        const report = await testLog(args, values.type as LogType | 'auto', config);
+        if (values.json) {
+          const { lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond } = report;
+          process.stdout.write(`${JSON.stringify({ lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond })}\n`);
+        } else {
+          printReport(report);
+        }
         return 0;
       }
       case 'status':

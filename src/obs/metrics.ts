@@ -72,6 +72,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly logLines = new Counter({
+    name: 'gatekeeper_log_lines_total',
+    help: 'Log lines read, by log type and result (matched, unmatched, skipped, oversize)',
+    labelNames: ['type', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly logMatches = new Counter({
+    name: 'gatekeeper_log_matches_total',
+    help: 'Log lines matched, by rule and whether they were counted (false: counted by the proxy, duplicate, or no address)',
+    labelNames: ['rule', 'counted'] as const,
+    registers: [this.registry],
+  });
+  readonly logErrors = new Counter({
+    name: 'gatekeeper_log_errors_total',
+    help: 'Errors reading log files, by log type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatekeeper_process_' });
   }

@@ -1,0 +1,94 @@
+import type { LogSourceConfig } from '../config/schema.js';
+import type { LogDetector } from '../detect/log-detector.js';
+import { MAX_LINE_LENGTH } from '../detect/log-line.js';
+import type { Logger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
+import type { Enforcer } from '../policy/enforcer.js';
+import type { StateStore } from '../store/store.js';
+import { FileTail, type TailPosition } from './file-tail.js';
+
+const positionKey = (path: string): string => `pos:${path}`;
+
+/**
+ * Follows every configured log file and feeds what the log rules find to the same enforcer the
+ * proxy uses. Positions are saved in the store after each batch of lines is counted, so a restart
+ * neither loses nor re-counts lines.
+ */
+export class LogWatcher {
+  private readonly tails: FileTail[] = [];
+
+  constructor(
+    private readonly sources: readonly LogSourceConfig[],
+    private readonly detector: LogDetector,
+    private readonly enforcer: Enforcer,
+    private readonly state: StateStore,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly pollMs = 250,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const source of this.sources) {
+      let start: TailPosition | null = null;
+      try {
+        const raw = await this.state.getValue(positionKey(source.path));
+        if (raw) start = JSON.parse(raw) as TailPosition;
+      } catch (err) {
+        this.log.warn({ path: source.path, err: (err as Error).message }, 'log position not readable: starting at the end of the file');
+      }
+      const tail = new FileTail({
+        path: source.path,
+        pollMs: this.pollMs,
+        start,
+        maxLineLength: MAX_LINE_LENGTH,
+        onLines: (lines, pos) => this.handle(source, lines, pos),
+        onOversize: () => this.metrics.logLines.inc({ type: source.type, result: 'oversize' }),
+        onError: (err) => {
+          this.metrics.logErrors.inc({ type: source.type });
+          this.log.warn({ path: source.path, err: err.message }, 'log file read error');
+        },
+      });
+      await tail.start();
+      this.tails.push(tail);
+      this.log.info({ path: source.path, type: source.type, resumed: start !== null }, 'following log file');
+    }
+  }
+
+  private async handle(source: LogSourceConfig, lines: string[], pos: TailPosition): Promise<void> {
+    for (const line of lines) {
+      if (line === '') continue;
+      const r = this.detector.detect(line, source.type);
+      if (r.kind === 'skipped') {
+        this.metrics.logLines.inc({ type: source.type, result: 'skipped' });
+        continue;
+      }
+      if (r.kind === 'nomatch') {
+        this.metrics.logLines.inc({ type: source.type, result: 'unmatched' });
+        continue;
+      }
+      this.metrics.logLines.inc({ type: source.type, result: 'matched' });
+      this.metrics.logMatches.inc({ rule: r.match.rule.id, counted: String(r.match.counted) });
+      if (r.match.event) {
+        try {
+          await this.enforcer.record(r.match.event);
+        } catch (err) {
+          this.log.error({ err: (err as Error).message, rule: r.match.rule.id }, 'counting a log event failed');
+        }
+      }
+    }
+    try {
+      await this.state.setValue(positionKey(source.path), JSON.stringify(pos));
+    } catch {
+      // The store is down: the position is saved with the next batch.
+    }
+  }
+
+  /** Reads what is there now in every file (tests, shutdown). */
+  async poll(): Promise<void> {
+    for (const t of this.tails) await t.poll();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.tails.map((t) => t.stop()));
+  }
+}
