@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { environmentVariables } from '../../src/config/load.js';
 import { httpRuleIds } from '../../src/detect/http-rules.js';
+import { logRuleIds } from '../../src/detect/log-rules.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { Metrics } from '../../src/obs/metrics.js';
 
@@ -21,6 +22,7 @@ describe('README documents', () => {
     }
   });
   it('every in-line rule id', () => {
+    for (const id of logRuleIds()) assert.ok(readme.includes(`\`${id}\``), `log rule ${id} is not in the README`);
     for (const id of httpRuleIds()) assert.ok(readme.includes(`\`${id}\``), `${id} is not in the README`);
   });
   it('every metric', async () => {
