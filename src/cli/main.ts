@@ -2,9 +2,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, maskedConfig, type LoadedConfig } from '../config/load.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
-import { createLogger } from '../obs/logger.js';
-import { startGatekeeper } from '../main.js';
-import { ApiClient } from './api-client.js';
 import { printBans, printStatus } from './format.js';
 import { printReport, testLog } from './test-log.js';
 import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
@@ -54,7 +51,10 @@ function reportError(err: unknown): void {
 }
 
 async function run(loaded: LoadedConfig): Promise<number> {
+  const { createLogger } = await import('../obs/logger.js');
   const log = createLogger(loaded.config.log.level);
+  // Loaded only for `run`: the other commands start faster without the proxy, Redis and HTTP stacks.
+  const { startGatekeeper } = await import('../main.js');
   const gk = await startGatekeeper(loaded, log);
   log.info({ config: loaded.file ?? '(defaults and environment)', mode: loaded.config.mode, store: loaded.config.redis ? 'redis' : 'memory' }, 'gatekeeper running');
   return new Promise((resolve) => {
@@ -131,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'list':
       case 'ban':
       case 'unban': {
+        const { ApiClient } = await import('./api-client.js');
         const client = ApiClient.fromConfig(values.config, values.api);
         if (command === 'list') {
           const r = await client.call('GET', '/api/bans');

@@ -73,18 +73,17 @@ export async function testLog(files: readonly string[], type: LogType | 'auto', 
   const t0 = process.hrtime.bigint();
   for (const { file, type: t } of typed) {
     let n = 0;
-    const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-    for await (const line of rl) {
+    await forEachLine(file, (line) => {
       n++;
-      if (line === '') continue;
+      if (line === '') return;
       const r = detector.detect(line, t);
       if (r.kind === 'skipped') {
         report.skipped++;
-        continue;
+        return;
       }
       if (r.kind === 'nomatch') {
         report.unmatched++;
-        continue;
+        return;
       }
       const { rule, ip, counted } = r.match;
       report.byRule[rule.id] = (report.byRule[rule.id] ?? 0) + 1;
@@ -94,13 +93,30 @@ export async function testLog(files: readonly string[], type: LogType | 'auto', 
         report.failures++;
         if (ip) report.byIp[ip] = (report.byIp[ip] ?? 0) + 1;
       }
-    }
+    });
     report.lines += n;
     report.files.push({ file, type: t, lines: n });
   }
   report.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   report.linesPerSecond = report.seconds > 0 ? Math.round(report.lines / report.seconds) : report.lines;
   return report;
+}
+
+/** Calls `fn` for every line of a file, split by hand in large chunks (much faster than readline). */
+async function forEachLine(file: string, fn: (line: string) => void): Promise<void> {
+  let rest = '';
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const text = rest + (chunk as string);
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      if (nl === -1) break;
+      fn(text.slice(start, nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+  }
+  if (rest !== '') fn(rest);
 }
 
 export function printReport(r: TestLogReport): void {

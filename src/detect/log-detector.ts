@@ -27,6 +27,9 @@ export interface LogDetectorOptions {
   readonly configuredTypes: ReadonlySet<LogType>;
 }
 
+const SYSLOG_START = /^(?:[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:|\d{4}-\d\d-\d\dT\d\d:)/;
+const ZIMBRA_START = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} /;
+
 const ZIMBRA_RULES = new Map<string, LogRule[]>();
 const SYSLOG_RULES: LogRule[] = [];
 for (const r of LOG_RULES) {
@@ -74,7 +77,19 @@ export class LogDetector {
 
   detect(line: string, type: LogType): LineResult {
     if (line.length > MAX_LINE_LENGTH) return { kind: 'skipped', why: 'too-long' };
-    if (type === 'syslog') return this.detectSyslog(line);
+    // Cheap pre-filter: every rule's line contains one of these words. Most lines of a busy log
+    // (deliveries, connects, SOAP traffic) are dismissed here without being parsed.
+    // A quick look at the line's start still tells a line of another format (skipped) from one that is
+    // simply not about logins (unmatched).
+    if (type === 'syslog') {
+      if (!line.includes('SASL') && !line.includes('sasl_method=') && !line.includes('auth_zimbra')) {
+        return SYSLOG_START.test(line) ? { kind: 'nomatch' } : { kind: 'skipped', why: 'unparsed' };
+      }
+      return this.detectSyslog(line);
+    }
+    if (!line.includes('authenticat') && !line.includes('cmd=')) {
+      return ZIMBRA_START.test(line) ? { kind: 'nomatch' } : { kind: 'skipped', why: 'unparsed' };
+    }
     const z = parseZimbraLine(line);
     if (!z) return { kind: 'skipped', why: 'unparsed' };
     const rules = ZIMBRA_RULES.get(`${type}\u0000${z.logger}`);
