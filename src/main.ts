@@ -12,6 +12,10 @@ import type { Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { LogDetector } from './detect/log-detector.js';
 import { LogWatcher } from './logs/log-watcher.js';
+import { ExecFileRunner, type FirewallBackend } from './firewall/backend.js';
+import { FirewallSync } from './firewall/firewall-sync.js';
+import { NftablesBackend } from './firewall/nftables-backend.js';
+import { FirewalldBackend, IpsetBackend } from './firewall/ipset-backend.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
@@ -64,6 +68,20 @@ async function upstreamAddresses(config: Config, log: Logger): Promise<string[]>
   return out;
 }
 
+function createFirewall(config: Config): FirewallBackend | null {
+  const runner = new ExecFileRunner();
+  switch (config.firewall.backend) {
+    case 'nftables':
+      return new NftablesBackend(config.firewall, runner);
+    case 'ipset':
+      return new IpsetBackend(config.firewall, runner);
+    case 'firewalld':
+      return new FirewalldBackend(config.firewall, runner);
+    default:
+      return null;
+  }
+}
+
 async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
   if (!config.redis) return new MemoryStore(clock);
   const { url, keyPrefix, connectTimeout } = config.redis;
@@ -102,15 +120,29 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const protectedSet = new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]);
   const enforcer = new Enforcer(config, store, { ignored, protected: protectedSet }, clock, log, metrics);
 
+  const backend = createFirewall(config);
+  const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
   store.subscribe((e) => {
     if (e.type === 'ban') enforcer.cache.set(e.ban);
     else if (e.type === 'unban') enforcer.cache.delete(e.target);
     else if (e.type === 'unban-all') enforcer.cache.clear();
     else void enforcer.resync().catch(() => undefined);
+    firewall?.onEvent(e);
   });
   await enforcer.resync().catch((err: Error) => log.warn({ err: err.message }, 'could not load bans from the store yet'));
+  await firewall?.start(enforcer.cache.list(clock.now()));
+  let reconcileCountdown = 0;
   const resyncTimer = setInterval(() => {
-    void enforcer.resync().catch(() => undefined);
+    void enforcer.resync().then(
+      () => {
+        // Every 5 minutes: re-assert the kernel state from the store (missed events, mass expiry).
+        if (firewall && ++reconcileCountdown >= 10) {
+          reconcileCountdown = 0;
+          void firewall.reconcile(enforcer.cache.list(clock.now()));
+        }
+      },
+      () => undefined,
+    );
     const now = clock.now();
     const bans = enforcer.cache.list(now);
     metrics.activeBans.set({ tier: 'proxy' }, bans.filter((b) => b.tier === 'proxy').length);
@@ -210,11 +242,11 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const s = store.health();
     metrics.storeUp.set(s.ok ? 1 : 0);
     return {
-      status: s.ok ? 'ok' : 'degraded',
+      status: s.ok && (!firewall || firewall.health().ok) ? 'ok' : 'degraded',
       mode: config.mode,
       store: s,
       upstreams: upstreamHealth,
-      firewall: { backend: config.firewall.backend },
+      firewall: firewall ? firewall.health() : { backend: 'none' },
       activeBans: enforcer.cache.size,
     };
   };
@@ -246,6 +278,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     async close(): Promise<void> {
       clearInterval(resyncTimer);
       await watcher?.stop();
+      await firewall?.stop(config.firewall.keepOnShutdown);
       clearInterval(probeTimer);
       const websockets = setTimeout(() => {
         for (const s of upgraded) s.destroy();

@@ -112,6 +112,17 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     }
     if (path === '/api/bans' && method === 'POST') {
       const body = await readJson(req);
+      if (Array.isArray(body.ips)) {
+        const ips = body.ips as unknown[];
+        // Bulk: many bans in one call (importing a blocklist); they reach the firewall in few batches.
+        if (ips.length > 100_000) throw new GatekeeperError('GK_ERR_API_REQUEST', 'at most 100000 addresses per call');
+        const seconds = body.duration === undefined ? undefined : parseDurationSeconds(body.duration) ?? undefined;
+        const note = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'manual';
+        const results = await Promise.allSettled(ips.map((ip) => d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note })));
+        const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [{ ip: String(ips[i]), error: (r.reason as Error).message }] : []));
+        send(res, errors.length === results.length && results.length > 0 ? 400 : 201, { banned: results.length - errors.length, errors: errors.slice(0, 100) });
+        return;
+      }
       const ip = typeof body.ip === 'string' ? body.ip : '';
       let seconds: number | undefined;
       if (body.duration !== undefined) {

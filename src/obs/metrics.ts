@@ -91,6 +91,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly firewallOps = new Counter({
+    name: 'gatekeeper_firewall_operations_total',
+    help: 'Kernel firewall operations, by op (add, remove, flush, reconcile, batch) and result (ok, error)',
+    labelNames: ['op', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly firewallBatches = new Counter({
+    name: 'gatekeeper_firewall_batches_total',
+    help: 'Batches applied to the kernel firewall (each one command or transaction)',
+    registers: [this.registry],
+  });
+  readonly firewallLatency = new Histogram({
+    name: 'gatekeeper_firewall_ban_latency_seconds',
+    help: 'Time from a ban being made to its address being in the kernel set',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatekeeper_process_' });
   }
