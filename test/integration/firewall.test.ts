@@ -169,10 +169,77 @@ if (!IN_NETNS) {
       assert.equal(await canConnect('127.0.0.9', '127.0.0.1'), false);
     });
 
+    it('a firewall command that fails is logged, retried, counted, and the proxy keeps serving', async () => {
+      // Break the kernel side: delete our table behind the gatekeeper's back, then ban.
+      execFileSync('nft', ['delete', 'table', 'inet', TABLE]);
+      assert.equal((await runCli(['ban', '127.0.0.33', '--api', gk.url('api', '')])).code, 0);
+      await waitFor(async () => /gatekeeper_firewall_operations_total\{op="batch",result="error"\} [1-9]/.test((await send('127.0.0.1', gk.url('api', '/metrics'))).body), 5000, 'error metric');
+      const health = JSON.parse((await send('127.0.0.1', gk.url('api', '/healthz'))).body) as { status: string; firewall: { ok: boolean } };
+      assert.equal(health.firewall.ok, false);
+      assert.equal(health.status, 'degraded');
+      assert.equal((await send('127.0.0.34', gk.url('web', '/still-serving'))).status, 200, 'the proxy is unaffected');
+      assert.equal((await send('127.0.0.33', gk.url('web', '/'))).status, 429, 'the ban holds in the proxy meanwhile');
+      assert.ok(gk.logs.some((l) => l.code === 'GK_ERR_FIREWALL'), 'logged with its error code');
+      // A restart re-creates the table and reconciles: the ban reaches the kernel.
+      await gk.stop();
+      gk = await startGatekeeper(cfg);
+      await waitFor(() => nftJson('ban4').includes('127.0.0.33'), 5000, 'ban applied after recovery');
+    });
+
     it('unban --all empties the sets', async () => {
       assert.equal((await runCli(['unban', '--all', '--api', gk.url('api', '')])).code, 0);
       await waitFor(() => nftJson('ban4').length === 0 && nftJson('ban6').length === 0, 5000, 'sets empty');
       assert.equal(await canConnect('127.0.0.9', '127.0.0.1'), true);
+    });
+  });
+
+  describe('ipset backend (ipset + iptables), for real', () => {
+    const members = (): string[] =>
+      ['gk_ipset4', 'gk_ipset6'].flatMap((set) =>
+        execFileSync('ipset', ['save', set], { encoding: 'utf8' })
+          .split('\n')
+          .filter((l) => l.startsWith('add '))
+          .map((l) => l.split(' ')[2]!),
+      );
+    it('bans, bans a network, unbans, and cleans up when keepOnShutdown is false', async (t) => {
+      if (!which('ipset') || !which('iptables')) {
+        if (process.env.CI === 'true') throw new Error('CI=true and ipset/iptables missing: apt-get install -y ipset iptables');
+        t.skip('ipset/iptables not installed: apt-get install -y ipset iptables');
+        return;
+      }
+      const zimbra = await startFakeZimbra();
+      const listener = net.createServer((s) => {
+        s.on('error', () => s.destroy());
+        s.end('220\r\n');
+      });
+      await new Promise<void>((r) => listener.listen({ host: '::', port: PORT + 1, ipv6Only: false }, r));
+      const gk = await startGatekeeper(testConfig(zimbra.url, { firewall: { backend: 'ipset', table: 'gk_ipset', ports: [PORT + 1], keepOnShutdown: false }, jail: { ignoreip: [] } }));
+      const connect = (from: string): Promise<boolean> =>
+        new Promise((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port: PORT + 1, localAddress: from, timeout: 2000 });
+          s.once('connect', () => (s.destroy(), resolve(true)));
+          s.once('error', () => resolve(false));
+          s.once('timeout', () => (s.destroy(), resolve(false)));
+        });
+      try {
+        assert.match(execFileSync('iptables', ['-S', 'INPUT'], { encoding: 'utf8' }), /--match-set gk_ipset4 src -j REJECT --reject-with tcp-reset/);
+        assert.equal((await runCli(['ban', '127.0.0.17', '--api', gk.url('api', '')])).code, 0);
+        await waitFor(() => members().includes('127.0.0.17'), 3000, 'in the ipset');
+        assert.equal(await connect('127.0.0.17'), false);
+        assert.equal(await connect('127.0.0.18'), true);
+        assert.equal((await runCli(['ban', '127.0.7.0/24', '--api', gk.url('api', '')])).code, 0);
+        await waitFor(() => members().includes('127.0.7.0/24'), 3000, 'network in the ipset');
+        assert.equal(await connect('127.0.7.1'), false);
+        assert.equal((await runCli(['unban', '127.0.0.17', '--api', gk.url('api', '')])).code, 0);
+        await waitFor(() => !members().includes('127.0.0.17'), 3000, 'removed');
+        assert.equal(await connect('127.0.0.17'), true);
+      } finally {
+        await gk.stop();
+        await zimbra.close();
+        listener.close();
+      }
+      assert.doesNotMatch(execFileSync('iptables', ['-S', 'INPUT'], { encoding: 'utf8' }), /gk_ipset4/, 'rules removed at shutdown');
+      assert.throws(() => execFileSync('ipset', ['list', 'gk_ipset4'], { stdio: 'ignore' }), 'set destroyed at shutdown');
     });
   });
 }
