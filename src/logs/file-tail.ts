@@ -1,4 +1,4 @@
-import { promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp, watch, type FSWatcher, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Where reading stopped: the file's identity and the offset after the last complete line. */
@@ -38,39 +38,63 @@ export class FileTail {
   private partialLength = 0;
   private dropping = false;
   private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  /** Ticks run one after another on this chain (timer, watch events and poll() alike). */
+  private chain: Promise<void> = Promise.resolve();
+  private queued = false;
   private stopped = false;
   private firstOpen = true;
+  private watcher: FSWatcher | null = null;
 
   constructor(private readonly o: FileTailOptions) {}
 
   async start(): Promise<void> {
     await this.resume();
+    // inotify (via fs.watch on the directory, which survives rotation) makes reads immediate; the
+    // poll stays as the safety net for file systems where events do not arrive.
+    try {
+      const name = basename(this.o.path);
+      this.watcher = watch(dirname(this.o.path), { persistent: false }, (_event, file) => {
+        if (file === null || String(file).startsWith(name)) void this.enqueue();
+      });
+      this.watcher.on('error', () => undefined);
+    } catch {
+      this.watcher = null;
+    }
     this.schedule();
+  }
+
+  /** Runs one tick after the ones before it; a tick already waiting to run covers this call too. */
+  private enqueue(): Promise<void> {
+    if (this.stopped) return this.chain;
+    if (this.queued) return this.chain;
+    this.queued = true;
+    const run = this.chain.then(() => {
+      this.queued = false;
+      return this.tick();
+    });
+    this.chain = run.catch((err: Error) => this.o.onError?.(err));
+    return this.chain;
   }
 
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.tick()
-        .catch((err: Error) => this.o.onError?.(err))
-        .finally(() => {
-          this.running = null;
-          this.schedule();
-        });
+      this.timer = null;
+      void this.enqueue().finally(() => this.schedule());
     }, this.o.pollMs);
   }
 
   /** Reads whatever is there now (tests and shutdown use it to flush). */
   async poll(): Promise<void> {
-    if (this.running) await this.running;
-    await this.tick();
+    await this.chain;
+    await this.enqueue();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.watcher?.close();
     if (this.timer) clearTimeout(this.timer);
-    if (this.running) await this.running;
+    await this.chain;
     await this.fd?.close().catch(() => undefined);
     this.fd = null;
   }

@@ -18,7 +18,7 @@ import { startRedis, type RedisServer } from '../helpers/redis-server.js';
  * and the host's ruleset is never touched.
  */
 const SELF = fileURLToPath(import.meta.url);
-const IN_NETNS = process.env.GK_TEST_NETNS === '1';
+const IN_NETNS = process.env.TEST_IN_NETNS === '1';
 const missing = ['nft', 'unshare', 'ip', 'redis-server'].filter((b) => !which(b));
 const notRoot = process.getuid?.() !== 0;
 const skipReason = missing.length ? `missing ${missing.join(', ')}: apt-get install -y nftables util-linux iproute2 redis-server` : notRoot ? 'needs root for a network namespace' : false;
@@ -34,7 +34,7 @@ if (!IN_NETNS) {
       }
       const r = spawnSync('unshare', ['-n', process.execPath, '--test', '--test-reporter=spec', SELF], {
         // NODE_TEST_CONTEXT would make the inner runner talk the outer runner's private protocol.
-        env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')), GK_TEST_NETNS: '1' },
+        env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')), TEST_IN_NETNS: '1' },
         encoding: 'utf8',
         timeout: 300_000,
       });
