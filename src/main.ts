@@ -5,7 +5,10 @@ import type { Duplex } from 'node:stream';
 import { Agent, request } from 'undici';
 import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
-import type { LoadedConfig } from './config/load.js';
+import { loadConfig, type LoadedConfig } from './config/load.js';
+import { isGatekeeperError } from './errors.js';
+import { Activity } from './obs/activity.js';
+import { Notifier } from './obs/notifier.js';
 import type { Config } from './config/schema.js';
 import { CidrSet, normalizeIp } from './net/ip.js';
 import type { Logger } from './obs/logger.js';
@@ -31,11 +34,32 @@ import type { Store } from './store/store.js';
  * firewall backend) and wires the listeners.
  */
 
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly error?: string;
+  /** Keys that changed but only take effect after a restart. */
+  readonly restartNeeded: string[];
+}
+
 export interface RunningGatekeeper {
   readonly ports: Readonly<Partial<Record<ListenerName | 'api', number>>>;
   readonly enforcer: Enforcer;
   readonly store: Store;
+  /** Re-reads the config file: applies what can change live, reports what needs a restart. */
+  reload(): Promise<ReloadResult>;
   close(): Promise<void>;
+}
+
+/** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
+const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies'] as const;
+
+function addressSets(config: Config, upstreams: readonly string[]): { trusted: CidrSet; ignored: CidrSet; protected: CidrSet } {
+  const trusted = new CidrSet(config.trustedProxies);
+  const ignored = new CidrSet([...config.jail.ignoreip, ...config.trustedProxies, ...upstreams]);
+  const ownHosts = (['web', 'admin', 'api'] as const)
+    .map((n) => normalizeIp(config.listen[n]?.host))
+    .filter((h): h is string => !!h && h !== '0.0.0.0' && h !== '::');
+  return { trusted, ignored, protected: new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]) };
 }
 
 interface UpstreamHealth {
@@ -106,19 +130,17 @@ async function createStore(config: Config, clock: Clock, log: Logger): Promise<S
 }
 
 export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningGatekeeper> {
-  const { config } = loaded;
+  let { config } = loaded;
   for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
   const metrics = new Metrics();
   const store = await createStore(config, clock, log);
 
   const upstreams = await upstreamAddresses(config, log);
-  const trusted = new CidrSet(config.trustedProxies);
-  const ignored = new CidrSet([...config.jail.ignoreip, ...config.trustedProxies, ...upstreams]);
-  const ownHosts = (['web', 'admin', 'api'] as const)
-    .map((n) => normalizeIp(config.listen[n]?.host))
-    .filter((h): h is string => !!h && h !== '0.0.0.0' && h !== '::');
-  const protectedSet = new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]);
-  const enforcer = new Enforcer(config, store, { ignored, protected: protectedSet }, clock, log, metrics);
+  const sets = addressSets(config, upstreams);
+  const trusted = sets.trusted;
+  const activity = new Activity(clock);
+  let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
+  const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
 
   const backend = createFirewall(config);
   const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
@@ -152,6 +174,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   const servers: Array<{ server: http.Server; front?: net.Server }> = [];
   const upgraded = new Set<Duplex>();
+  const gates: Array<{ name: ListenerName; gate: Gate }> = [];
   const forwarders: Forwarder[] = [];
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
@@ -184,6 +207,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     let port = 0;
     const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
     const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });
+    gates.push({ name, gate });
     const server = createServer(l, config.proxy, gate.handle);
     server.on('upgrade', (req, socket, head) => {
       // Upgraded connections leave the HTTP server's books: track them to close them on shutdown.
@@ -262,9 +286,47 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     await watcher.start();
   }
 
+  let reloading: Promise<ReloadResult> | null = null;
+  const reload = async (): Promise<ReloadResult> => {
+    let next: Config;
+    try {
+      const again = loadConfig({ file: loaded.file ?? undefined });
+      next = again.config;
+      for (const w of again.warnings) log.warn({ warning: w }, `config: ${w}`);
+    } catch (err) {
+      metrics.reloads.inc({ result: 'error' });
+      const detail = isGatekeeperError(err) ? [err.message, ...err.details].join('; ') : (err as Error).message;
+      log.error({ err: detail }, 'reload refused: the running config is kept');
+      return { ok: false, error: detail, restartNeeded: [] };
+    }
+    const get = (c: Config, key: string): string => JSON.stringify(key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], c));
+    const restartNeeded = RESTART_KEYS.filter((k) => get(config, k) !== get(next, k));
+    const nextSets = addressSets(next, upstreams);
+    enforcer.reconfigure(next, { ignored: nextSets.ignored, protected: nextSets.protected });
+    for (const { name, gate } of gates) {
+      gate.reconfigure({ config: next, trusted: nextSets.trusted, allow: name === 'admin' ? new CidrSet(next.admin.allow) : null });
+    }
+    log.level = next.log.level;
+    if (get(config, 'notify') !== get(next, 'notify')) {
+      notifier?.close();
+      notifier = next.notify.webhook ? new Notifier(next.notify.webhook, next.notify.timeout * 1000, next.notify.retries, metrics, log) : undefined;
+      enforcer.setNotifier(notifier);
+    }
+    config = next;
+    metrics.reloads.inc({ result: 'ok' });
+    log.info({ restartNeeded }, restartNeeded.length ? 'config reloaded; some changes need a restart' : 'config reloaded');
+    return { ok: true, restartNeeded: [...restartNeeded] };
+  };
+  const reloadOnce = (): Promise<ReloadResult> => {
+    reloading ??= reload().finally(() => {
+      reloading = null;
+    });
+    return reloading;
+  };
+
   const apiCfg = config.listen.api;
   if (apiCfg) {
-    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, now: () => clock.now() }));
+    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now() }));
     const started = await listen(server, apiCfg, 'api');
     ports.api = started.port;
     servers.push({ server });
@@ -275,7 +337,9 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     ports,
     enforcer,
     store,
+    reload: reloadOnce,
     async close(): Promise<void> {
+      notifier?.close();
       clearInterval(resyncTimer);
       await watcher?.stop();
       await firewall?.stop(config.firewall.keepOnShutdown);

@@ -6,6 +6,8 @@ import { normalizeIp, parseCidr } from '../net/ip.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
+import type { Activity } from '../obs/activity.js';
+import { STATUS_PAGE } from './status-page.js';
 
 export interface HealthReport {
   readonly status: 'ok' | 'degraded';
@@ -14,6 +16,8 @@ export interface HealthReport {
 
 export interface ControlApiDeps {
   readonly enforcer: Enforcer;
+  readonly activity: Activity;
+  readonly reload: () => Promise<{ ok: boolean; error?: string; restartNeeded: string[] }>;
   readonly metrics: Metrics;
   readonly token: string | undefined;
   readonly health: () => HealthReport;
@@ -90,6 +94,16 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       send(res, 200, h);
       return;
     }
+    if (path === '/' && method === 'GET') {
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+        'x-frame-options': 'DENY',
+      });
+      res.end(STATUS_PAGE);
+      return;
+    }
     if (path === '/metrics' && method === 'GET') {
       const text = await d.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
@@ -147,6 +161,11 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       send(res, 200, { ip: target, removed });
       return;
     }
+    if (path === '/api/reload' && method === 'POST') {
+      const r = await d.reload();
+      send(res, r.ok ? 200 : 400, r);
+      return;
+    }
     const statusMatch = /^\/api\/status(?:\/(.+))?$/.exec(path);
     if (statusMatch && method === 'GET') {
       if (!statusMatch[1]) {
@@ -202,5 +221,5 @@ async function overview(d: ControlApiDeps, now: number): Promise<Record<string, 
     const target = v.labels.outcome === 'failure' ? failures : successes;
     target[service] = (target[service] ?? 0) + v.value;
   }
-  return { activeBans: bans.length, bansByTier: byTier, bansByService: byService, failuresByService: failures, successesByService: successes, health: d.health() };
+  return { activeBans: bans.length, bansByTier: byTier, bansByService: byService, failuresByService: failures, successesByService: successes, activity: d.activity.report(), health: d.health() };
 }

@@ -42,6 +42,7 @@ export class ApiClient {
       throw new GatekeeperError('GK_ERR_API_REQUEST', `unexpected answer from ${this.base} (HTTP ${res.statusCode})`);
     }
     if (res.statusCode >= 400) {
+      if (json.ok === false && typeof json.error === 'string') throw new GatekeeperError('GK_ERR_CONFIG_INVALID', `reload refused, the running config is kept: ${json.error}`);
       const code = (typeof json.error === 'string' && json.error.startsWith('GK_ERR_') ? json.error : 'GK_ERR_API_REQUEST') as ErrorCode;
       throw new GatekeeperError(code, String(json.message ?? `HTTP ${res.statusCode}`));
     }

@@ -42,5 +42,14 @@ export function printStatus(s: Record<string, unknown>, ip: string | undefined):
   const services = Object.keys(failures ?? {}).sort();
   if (services.length === 0) out.push('  (none)');
   for (const k of services) out.push(`  ${k.padEnd(14)} ${failures[k]}`);
+  const activity = s.activity as { topAddresses: Array<{ ip: string; failures: number }>; topAccounts: Array<{ account: string; failures: number }> } | undefined;
+  if (activity) {
+    out.push('top addresses (24 h):');
+    if (activity.topAddresses.length === 0) out.push('  (none)');
+    for (const a of activity.topAddresses) out.push(`  ${a.ip.padEnd(40)} ${a.failures}`);
+    out.push('most targeted accounts (24 h):');
+    if (activity.topAccounts.length === 0) out.push('  (none)');
+    for (const a of activity.topAccounts) out.push(`  ${a.account.padEnd(40)} ${a.failures}`);
+  }
   process.stdout.write(`${out.join('\n')}\n`);
 }

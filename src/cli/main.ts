@@ -15,6 +15,7 @@ commands:
   list [--json]               active bans
   ban IP [--for 24h] [--reason TEXT]   ban by hand (IPv4, IPv6 or CIDR)
   unban IP|--all              lift bans everywhere
+  reload                      re-read the config file in the running gatekeeper (like SIGHUP)
   test-log FILE... [--type TYPE|auto] [--json]
                               run log files through the log rules offline (like fail2ban-regex)
 
@@ -71,6 +72,10 @@ async function run(loaded: LoadedConfig): Promise<number> {
         },
       );
     };
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: reloading the configuration');
+      void gk.reload();
+    });
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
@@ -127,12 +132,19 @@ export async function main(argv: string[]): Promise<number> {
         }
         return 0;
       }
+      case 'reload':
       case 'status':
       case 'list':
       case 'ban':
       case 'unban': {
         const { ApiClient } = await import('./api-client.js');
         const client = ApiClient.fromConfig(values.config, values.api);
+        if (command === 'reload') {
+          const r = (await client.call('POST', '/api/reload')) as { ok: boolean; restartNeeded: string[] };
+          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else process.stdout.write(`reloaded${r.restartNeeded.length ? `; these changes need a restart: ${r.restartNeeded.join(', ')}` : ''}\n`);
+          return 0;
+        }
         if (command === 'list') {
           const r = await client.call('GET', '/api/bans');
           if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);

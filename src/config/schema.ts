@@ -111,6 +111,11 @@ export const configSchema = z.strictObject({
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(256), //                  upstream connections per listener (keep-alive pool)
   }).prefault({}),
+  notify: z.strictObject({
+    webhook: upstreamUrl.optional(), //                         POST a JSON document here on every ban and escalation
+    timeout: duration().default(5), //                          per attempt
+    retries: z.number().int().min(0).max(20).default(5), //     attempts after the first, with exponential backoff from 1 s
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),

@@ -66,6 +66,25 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
+  readonly storeLatency = new Histogram({
+    name: 'gatekeeper_store_operation_seconds',
+    help: 'Time of store (Redis or memory) operations on the login path, by operation',
+    labelNames: ['op'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly notifications = new Counter({
+    name: 'gatekeeper_notifications_total',
+    help: 'Webhook notifications, by result (sent, retried, dropped)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'gatekeeper_config_reloads_total',
+    help: 'Configuration reloads (SIGHUP or gatekeeper reload), by result (ok, error)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'gatekeeper_store_up',
     help: '1 when the ban store (Redis) is reachable, 0 otherwise',

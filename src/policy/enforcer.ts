@@ -5,6 +5,8 @@ import { GatekeeperError } from '../errors.js';
 import { CidrSet, parseCidr } from '../net/ip.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
+import type { Activity } from '../obs/activity.js';
+import type { Notifier } from '../obs/notifier.js';
 import type { Ban } from '../store/ban.js';
 import type { FailureCounter, Store } from '../store/store.js';
 import { BanCache } from './ban-cache.js';
@@ -58,9 +60,9 @@ const MAX_ACCOUNT_LENGTH = 256;
  */
 export class Enforcer {
   readonly cache: BanCache;
-  private readonly ipCounter: FailureCounter;
-  private readonly pairCounter: FailureCounter;
-  private readonly accountCounter: FailureCounter;
+  private ipCounter!: FailureCounter;
+  private pairCounter!: FailureCounter;
+  private accountCounter!: FailureCounter;
   /** Targets being banned right now: concurrent failures crossing the limit make one ban, not several. */
   private readonly banning = new Set<string>();
   /**
@@ -71,19 +73,37 @@ export class Enforcer {
   private readonly knownGoodLocal = new Map<string, number>();
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly store: Store,
-    private readonly sets: AddressSets,
+    private sets: AddressSets,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly activity?: Activity,
+    private notifier?: Notifier,
   ) {
     this.cache = new BanCache(config.jail.ipv6Prefix);
-    const { jail, account } = config;
-    this.ipCounter = store.counter({ name: 'ip', points: jail.maxretry, durationSeconds: jail.findtime });
+    this.makeCounters();
+  }
+
+  private makeCounters(): void {
+    const { jail, account } = this.config;
+    // The counts live in the store under the same keys: new limits apply to the counts so far.
+    this.ipCounter = this.store.counter({ name: 'ip', points: jail.maxretry, durationSeconds: jail.findtime });
     // Pairs live as long as the IP window: they only say which of an IP's failures a success clears.
-    this.pairCounter = store.counter({ name: 'pair', points: 1_000_000, durationSeconds: jail.findtime });
-    this.accountCounter = store.counter({ name: 'account', points: account.maxretry, durationSeconds: account.findtime });
+    this.pairCounter = this.store.counter({ name: 'pair', points: 1_000_000, durationSeconds: jail.findtime });
+    this.accountCounter = this.store.counter({ name: 'account', points: account.maxretry, durationSeconds: account.findtime });
+  }
+
+  setNotifier(n: Notifier | undefined): void {
+    this.notifier = n;
+  }
+
+  /** Takes a reloaded config (jail, account, mode, address sets); bans and counts are kept. */
+  reconfigure(config: Config, sets: AddressSets): void {
+    this.config = config;
+    this.sets = sets;
+    this.makeCounters();
   }
 
   get shadow(): boolean {
@@ -107,8 +127,11 @@ export class Enforcer {
   }
 
   private async safe<T>(op: string, fn: () => Promise<T>, fallback: T): Promise<T> {
+    const t0 = process.hrtime.bigint();
     try {
-      return await fn();
+      const v = await fn();
+      this.metrics.storeLatency.observe({ op }, Number(process.hrtime.bigint() - t0) / 1e9);
+      return v;
     } catch (err) {
       this.metrics.storeErrors.inc({ op });
       this.log.warn({ err: (err as Error).message, op, code: 'GK_ERR_STORE' }, 'store operation failed');
@@ -201,6 +224,7 @@ export class Enforcer {
     }
     if (outcome.failures > 0) {
       this.metrics.logins.inc({ service: outcome.service, rule: outcome.ruleId, outcome: 'failure' }, outcome.failures);
+      this.activity?.recordFailure(outcome.service, ticket.ip, ticket.accounts[0], outcome.failures);
     }
     if (outcome.successes > 0) {
       this.metrics.logins.inc({ service: outcome.service, rule: outcome.ruleId, outcome: 'success' }, outcome.successes);
@@ -226,6 +250,7 @@ export class Enforcer {
     const attempts = event.attempts ?? 1;
     const account = Enforcer.normalizeAccount(event.account);
     this.metrics.logins.inc({ service: event.service, rule: event.ruleId, outcome: event.outcome }, attempts);
+    if (event.outcome === 'failure') this.activity?.recordFailure(event.service, event.ip, account, attempts);
     if (this.isIgnored(event.ip)) return;
     const key = this.cache.clientKey(event.ip);
     const accounts = account ? [account] : [];
@@ -319,6 +344,17 @@ export class Enforcer {
       { event: 'ban', ip: ban.target, rule: ban.reason, service: ban.service, count: ban.count, tier: ban.tier, until: new Date(ban.until).toISOString(), shadow: ban.shadow ?? false, note: ban.note },
       this.shadow ? 'shadow: would ban' : 'banned',
     );
+    this.notifier?.notify({
+      event: ban.tier === 'firewall' && ban.source === 'proxy' ? 'escalation' : 'ban',
+      ip: ban.target,
+      rule: ban.reason,
+      service: ban.service,
+      tier: ban.tier,
+      count: ban.count,
+      until: new Date(ban.until).toISOString(),
+      shadow: ban.shadow ?? false,
+      at: new Date(ban.since).toISOString(),
+    });
     return ban;
   }
 

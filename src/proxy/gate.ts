@@ -44,7 +44,12 @@ const MAX_RESPONSE_INSPECT = 256 * 1024;
  * failure before forwarding) → forward → classify Zimbra's answer → settle the count.
  */
 export class Gate {
-  constructor(private readonly d: GateDeps) {}
+  constructor(private d: GateDeps) {}
+
+  /** Takes reloaded settings (allowlist, trusted proxies, limits); connections stay open. */
+  reconfigure(changes: Pick<GateDeps, 'config' | 'trusted' | 'allow'>): void {
+    this.d = { ...this.d, ...changes };
+  }
 
   /** The TCP peer (or the PROXY protocol source), normalised once per connection. */
   private peerOf(socket: GateSocket): string | null {
