@@ -134,11 +134,11 @@ describe('operating the gatekeeper', () => {
       await send('127.0.0.24', gk.url('web', '/dav/x/'), { method: 'PROPFIND', headers: { authorization: `Basic ${Buffer.from('dav@example.com:bad').toString('base64')}` } });
       const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
       await page.goto(gk.url('api', '/'));
-      await page.waitForFunction("document.body.dataset.loaded === 'error'");
+      await page.waitForSelector('body[data-loaded="error"]');
       assert.match(await page.textContent('#error') ?? '', /401/, 'without the token the API refuses');
       await page.fill('#token', token);
       await page.click('#save');
-      await page.waitForFunction("document.body.dataset.loaded === '1'");
+      await page.waitForSelector('body[data-loaded="1"]');
       await page.waitForSelector('#bans button[data-ip="127.0.0.23"]');
       assert.ok((await page.locator('#chart rect.bar').count()) >= 1, 'the chart has bars');
       assert.match((await page.textContent('#legend')) ?? '', /soap/);
