@@ -178,7 +178,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const problems: string[] = [];
   const fromEnv = new Map<string, string>();
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || ENV_NOT_KEYS.has(name) || raw === undefined) continue;
+    // An empty variable counts as unset (compose passes `${VAR:-}` through as "").
+    if (!name.startsWith(ENV_PREFIX) || ENV_NOT_KEYS.has(name) || raw === undefined || raw === '') continue;
     const leaf = ENV_TO_LEAF.get(name);
     if (!leaf) {
       problems.push(`${name}: unknown environment variable (no config key matches it)`);

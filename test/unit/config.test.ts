@@ -101,6 +101,12 @@ describe('loadConfig', () => {
     assert.equal(config.zimbra.tlsVerify, true);
   });
 
+  it('treats an empty variable as unset (compose passes ${VAR:-} through as "")', () => {
+    const { config } = loadConfig({ file: file(''), env: { GK_API_TOKEN: '', GK_ADMIN_ALLOW: '' } });
+    assert.equal(config.api.token, undefined);
+    assert.deepEqual(config.admin.allow, []);
+  });
+
   it('keeps the default listeners when only one is set from the environment', () => {
     const { config } = loadConfig({ file: file(''), env: { GK_LISTEN_WEB_PORT: '8081' } });
     assert.equal(config.listen.web?.port, 8081);
