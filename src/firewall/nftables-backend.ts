@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import { parseCidr, type Cidr } from '../net/ip.js';
+import { cidrCovers, parseCidr, type Cidr } from '../net/ip.js';
 import type { CommandRunner, FirewallBackend, FirewallEntry, FirewallState } from './backend.js';
 
 /*
@@ -69,12 +69,12 @@ export class NftablesBackend implements FirewallBackend {
     const out: FirewallEntry[] = [];
     const drop = new Set<string>();
     for (const e of entries) {
-      const covering = ranges.find((r) => r.text !== e.cidr.text && covers(r, e.cidr));
+      const covering = ranges.find((r) => r.text !== e.cidr.text && cidrCovers(r, e.cidr));
       if (covering && (present.get(covering.text) ?? 0) >= e.timeoutSeconds) continue;
       if (e.cidr.prefix < (e.cidr.family === 4 ? 32 : 128)) {
         for (const t of present.keys()) {
           const c = parseCidr(t)!;
-          if (c.text !== e.cidr.text && covers(e.cidr, c)) drop.add(t);
+          if (c.text !== e.cidr.text && cidrCovers(e.cidr, c)) drop.add(t);
         }
       }
       out.push(e);
@@ -108,12 +108,6 @@ export class NftablesBackend implements FirewallBackend {
   async destroy(): Promise<void> {
     await this.runner.run(this.nft, ['delete', 'table', 'inet', this.cfg.table]).catch(() => undefined);
   }
-}
-
-function covers(outer: Cidr, inner: Cidr): boolean {
-  if (outer.family !== inner.family || inner.prefix < outer.prefix) return false;
-  const c = parseCidr(`${inner.text.split('/')[0]}/${outer.prefix}`);
-  return c?.text === outer.text;
 }
 
 function dedupe(entries: readonly FirewallEntry[]): FirewallEntry[] {
