@@ -22,8 +22,8 @@ import { FirewalldBackend, IpsetBackend } from './firewall/ipset-backend.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
-import { closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
-import { sendPage } from './proxy/pages.js';
+import { banFront, closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
+import { rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
@@ -231,8 +231,25 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         metrics.rejections.inc({ listener: name, reason: 'bad-request' });
         log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
       });
+    } else {
+      front = banFront(
+        server,
+        !!l.tls,
+        (peer) => {
+          // A trusted proxy carries many clients: its connections are judged request by request.
+          if (trusted.has(peer) || config.mode === 'shadow') return null;
+          const ban = enforcer.bannedNow(peer);
+          if (!ban || ban.shadow) return null;
+          const page = { status: 429, title: 'Too many failed logins', message: 'Access from your address is blocked because of repeated failed logins.', retryAfterSeconds: (ban.until - clock.now()) / 1000, until: ban.until, reason: 'banned' };
+          return (json: boolean) => rawPage(page, json);
+        },
+        () => metrics.rejections.inc({ listener: name, reason: 'banned' }),
+      );
     }
     const started = await listen(front ?? server, l, name);
+    // The HTTP server never listens itself behind a front: start its timeout checks (headersTimeout,
+    // requestTimeout), which Node starts on 'listening'.
+    if (front) server.emit('listening');
     port = started.port;
     ports[name] = started.port;
     servers.push(front ? { server, front } : { server });

@@ -81,7 +81,37 @@ export function proxyProtocolFront(server: http.Server, trusted: CidrSet, header
       socket.resume();
     });
   });
-  front.on('close', () => server.close());
+  front.on('close', () => server.close(() => undefined));
+  return front;
+}
+
+/**
+ * The TCP front of a listener: connections from banned addresses are answered before any HTTP
+ * parsing (a short 429 page; JSON when the request's first bytes ask for JSON) or, on TLS
+ * listeners, closed at once; the rest go to the HTTP(S) server. A flood of banned clients then costs
+ * little more than accepting their connections.
+ */
+export function banFront(server: http.Server, tls: boolean, refusal: (peer: string) => ((json: boolean) => string) | null, onRefused: () => void): net.Server {
+  const front = net.createServer({ noDelay: true }, (socket) => {
+    const peer = normalizeIp(socket.remoteAddress);
+    const answer = peer ? refusal(peer) : null;
+    if (!answer) {
+      server.emit('connection', socket);
+      return;
+    }
+    onRefused();
+    socket.on('error', () => socket.destroy());
+    if (tls) {
+      socket.destroy();
+      return;
+    }
+    socket.setTimeout(5000, () => socket.destroy());
+    socket.once('data', (chunk: Buffer) => {
+      const head = chunk.toString('latin1', 0, Math.min(chunk.length, 8192));
+      socket.end(answer(/\r\n(?:accept|content-type):[^\r\n]*json/i.test(head)));
+    });
+  });
+  front.on('close', () => server.close(() => undefined));
   return front;
 }
 
