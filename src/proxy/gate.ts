@@ -207,6 +207,12 @@ export class Gate {
     });
     const stream = replayBody(head, req);
     stream.on('error', () => scanner.destroy());
+    // The scanner's error must be handled (an unhandled 'error' would end the process); it also has
+    // to stop the upstream request: closing the client connection makes http-proxy abort it.
+    scanner.on('error', () => {
+      if (res.writableFinished) req.socket.destroy();
+      else res.once('finish', () => req.socket.destroy());
+    });
     this.forward(req, res, ip, rule, null, null, stream.pipe(scanner));
   }
 
