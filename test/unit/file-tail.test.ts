@@ -135,3 +135,32 @@ describe('FileTail (real files)', () => {
     await h.tail.stop();
   });
 });
+
+describe('FileTail under a steady stream of lines', () => {
+  it('rotations by rename and delete/recreate lose no line and repeat none', async () => {
+    const d = tmp();
+    const p = join(d, 'stream.log');
+    writeFileSync(p, '');
+    const seen: string[] = [];
+    const tail = new FileTail({ path: p, pollMs: 20, start: null, maxLineLength: 1000, onLines: async (ls) => void seen.push(...ls) });
+    await tail.start();
+    let n = 0;
+    for (let round = 0; round < 12; round++) {
+      for (let i = 0; i < 200; i++) appendFileSync(p, `line ${n++}\n`);
+      await new Promise((r) => setTimeout(r, round % 3 === 0 ? 0 : 15));
+      if (round % 4 === 1) renameSync(p, `${p}.${round}`); // logrotate: rename, the writer reopens
+      if (round % 4 === 3) {
+        await tail.poll();
+        rmSync(p); // deleted and recreated (the tail finishes what it has open first)
+      }
+    }
+    for (let i = 0; i < 200; i++) appendFileSync(p, `line ${n++}\n`);
+    await tail.poll();
+    await new Promise((r) => setTimeout(r, 100));
+    await tail.poll();
+    await tail.stop();
+    const expected = Array.from({ length: n }, (_, i) => `line ${i}`);
+    assert.equal(new Set(seen).size, seen.length, 'no line counted twice');
+    assert.deepEqual(seen, expected, 'every line, in order');
+  });
+});
