@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Agent, request } from 'undici';
 import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
-import { loadConfig, type LoadedConfig } from './config/load.js';
+import { loadConfig, maskRedisUrl, type LoadedConfig } from './config/load.js';
 import { isGatekeeperError } from './errors.js';
 import { Activity } from './obs/activity.js';
 import { Notifier } from './obs/notifier.js';
@@ -23,7 +23,7 @@ import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
 import { banFront, closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
-import { rawPage, sendPage } from './proxy/pages.js';
+import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
@@ -125,7 +125,7 @@ async function createStore(config: Config, clock: Clock, log: Logger): Promise<S
   // in the insurance limiter; if it is down, start anyway and serve from memory.
   const deadline = Date.now() + connectTimeout * 1000;
   while (!store.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  if (!store.ready) log.error({ code: 'GK_ERR_STORE', url: url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@') }, 'redis not reachable at startup: serving with in-memory counting until it is');
+  if (!store.ready) log.error({ code: 'GK_ERR_STORE', url: maskRedisUrl(url) }, 'redis not reachable at startup: serving with in-memory counting until it is');
   return store;
 }
 
@@ -240,7 +240,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
           if (trusted.has(peer) || config.mode === 'shadow') return null;
           const ban = enforcer.bannedNow(peer);
           if (!ban || ban.shadow) return null;
-          const page = { status: 429, title: 'Too many failed logins', message: 'Access from your address is blocked because of repeated failed logins.', retryAfterSeconds: (ban.until - clock.now()) / 1000, until: ban.until, reason: 'banned' };
+          const page = bannedPage(ban.until, clock.now());
           return (json: boolean) => rawPage(page, json);
         },
         () => metrics.rejections.inc({ listener: name, reason: 'banned' }),

@@ -36,6 +36,14 @@ function fail(res: ServerResponse, status: number, code: string, message: string
   send(res, status, { error: code, message });
 }
 
+/** The optional `duration` of a ban request, in seconds; an invalid one is an error, not ignored. */
+function durationOf(body: Record<string, unknown>): number | undefined {
+  if (body.duration === undefined) return undefined;
+  const s = parseDurationSeconds(body.duration);
+  if (s === null || s <= 0) throw new GatekeeperError('GK_ERR_API_REQUEST', `duration ${JSON.stringify(body.duration)} is not a duration (90s, 30m, 24h, 7d)`);
+  return s;
+}
+
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -130,7 +138,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         const ips = body.ips as unknown[];
         // Bulk: many bans in one call (importing a blocklist); they reach the firewall in few batches.
         if (ips.length > 100_000) throw new GatekeeperError('GK_ERR_API_REQUEST', 'at most 100000 addresses per call');
-        const seconds = body.duration === undefined ? undefined : parseDurationSeconds(body.duration) ?? undefined;
+        const seconds = durationOf(body);
         const note = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'manual';
         const results = await Promise.allSettled(ips.map((ip) => d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note })));
         const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [{ ip: String(ips[i]), error: (r.reason as Error).message }] : []));
@@ -138,12 +146,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         return;
       }
       const ip = typeof body.ip === 'string' ? body.ip : '';
-      let seconds: number | undefined;
-      if (body.duration !== undefined) {
-        const s = parseDurationSeconds(body.duration);
-        if (s === null || s <= 0) throw new GatekeeperError('GK_ERR_API_REQUEST', `duration ${JSON.stringify(body.duration)} is not a duration (90s, 30m, 24h, 7d)`);
-        seconds = s;
-      }
+      const seconds = durationOf(body);
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
       const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
       send(res, 201, { ban: banView(ban, d.now()) });

@@ -267,6 +267,11 @@ function checkSemantics(config: Config, problems: string[], warnings: string[]):
   }
 }
 
+/** A Redis URL with its password masked (`redis://user:***@host`). */
+export function maskRedisUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+}
+
 /** The effective config for printing: secrets masked. */
 export function maskedConfig(config: Config): unknown {
   const copy = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
@@ -275,7 +280,7 @@ export function maskedConfig(config: Config): unknown {
     const value = getPath(copy, path);
     if (typeof value !== 'string') continue;
     if (key === 'redis.url') {
-      setPath(copy, path, value.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@'));
+      setPath(copy, path, maskRedisUrl(value));
     } else {
       setPath(copy, path, '***');
     }

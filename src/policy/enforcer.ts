@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { AuthEvent } from '../detect/auth-event.js';
 import { GatekeeperError } from '../errors.js';
-import { CidrSet, parseCidr } from '../net/ip.js';
+import { CidrSet, parseCidr, type Cidr } from '../net/ip.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Activity } from '../obs/activity.js';
@@ -305,11 +305,16 @@ export class Enforcer {
     }
   }
 
-  /** Validates a ban target and refuses protected addresses. Returns the canonical target. */
-  checkTarget(target: string): string {
+  /** Parses a ban target; a single address becomes the key it is banned under (its /ipv6Prefix for IPv6). */
+  private canonical(target: string): { cidr: Cidr; key: string } {
     const c = parseCidr(target);
     if (!c) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(target)} is not an IP address or CIDR`);
-    const canonical = c.prefix === (c.family === 4 ? 32 : 128) ? this.cache.clientKey(c.text) : c.text;
+    return { cidr: c, key: c.prefix === (c.family === 4 ? 32 : 128) ? this.cache.clientKey(c.text) : c.text };
+  }
+
+  /** Validates a ban target and refuses protected addresses. Returns the canonical target. */
+  checkTarget(target: string): string {
+    const { cidr: c, key: canonical } = this.canonical(target);
     if (this.sets.protected.overlaps(c)) {
       throw new GatekeeperError(
         'GK_ERR_PROTECTED_ADDRESS',
@@ -359,9 +364,7 @@ export class Enforcer {
   }
 
   async unban(target: string): Promise<boolean> {
-    const c = parseCidr(target);
-    if (!c) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(target)} is not an IP address or CIDR`);
-    const canonical = c.prefix === (c.family === 4 ? 32 : 128) ? this.cache.clientKey(c.text) : c.text;
+    const canonical = this.canonical(target).key;
     const had = this.cache.get(canonical, this.clock.now()) !== undefined;
     this.cache.delete(canonical);
     const removed = await this.store.removeBan(canonical);

@@ -12,7 +12,7 @@ import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer, LoginTicket } from '../policy/enforcer.js';
 import type { Forwarder } from './forwarder.js';
-import { sendPage } from './pages.js';
+import { bannedPage, sendPage } from './pages.js';
 import { NeedleScanner, readBodyUpTo, replayBody } from './request-body.js';
 
 export type ListenerName = 'web' | 'admin';
@@ -91,14 +91,7 @@ export class Gate {
       } else {
         d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
         if (res) {
-          sendPage(req, res, {
-            status: 429,
-            title: 'Too many failed logins',
-            message: 'Access from your address is blocked because of repeated failed logins.',
-            retryAfterSeconds: (ban.until - Date.now()) / 1000,
-            until: ban.until,
-            reason: 'banned',
-          });
+          sendPage(req, res, bannedPage(ban.until, Date.now()));
         } else {
           req.socket.destroy();
         }

@@ -9,6 +9,18 @@ export interface Page {
   readonly reason?: string | undefined;
 }
 
+/** The page a banned client gets, from the proxy or straight at accept. */
+export function bannedPage(until: number, now: number): Page {
+  return {
+    status: 429,
+    title: 'Too many failed logins',
+    message: 'Access from your address is blocked because of repeated failed logins.',
+    retryAfterSeconds: (until - now) / 1000,
+    until,
+    reason: 'banned',
+  };
+}
+
 const escapeHtml = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 

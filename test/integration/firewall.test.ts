@@ -53,9 +53,9 @@ if (!IN_NETNS) {
     return elems.map((e) => (typeof e.elem.val === 'string' ? e.elem.val : `${e.elem.val.prefix.addr}/${e.elem.val.prefix.len}`));
   };
   /** Resolves true when a TCP connection from `from` to `to`:PORT is accepted, false when refused or timed out. */
-  const canConnect = (from: string, to: string): Promise<boolean> =>
+  const canConnect = (from: string, to: string, port = PORT): Promise<boolean> =>
     new Promise((resolve) => {
-      const s = net.connect({ host: to, port: PORT, localAddress: from, timeout: 2000 });
+      const s = net.connect({ host: to, port, localAddress: from, timeout: 2000 });
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -214,13 +214,7 @@ if (!IN_NETNS) {
       });
       await new Promise<void>((r) => listener.listen({ host: '::', port: PORT + 1, ipv6Only: false }, r));
       const gk = await startGatekeeper(testConfig(zimbra.url, { firewall: { backend: 'ipset', table: 'gk_ipset', ports: [PORT + 1], keepOnShutdown: false }, jail: { ignoreip: [] } }));
-      const connect = (from: string): Promise<boolean> =>
-        new Promise((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port: PORT + 1, localAddress: from, timeout: 2000 });
-          s.once('connect', () => (s.destroy(), resolve(true)));
-          s.once('error', () => resolve(false));
-          s.once('timeout', () => (s.destroy(), resolve(false)));
-        });
+      const connect = (from: string): Promise<boolean> => canConnect(from, '127.0.0.1', PORT + 1);
       try {
         assert.match(execFileSync('iptables', ['-S', 'INPUT'], { encoding: 'utf8' }), /--match-set gk_ipset4 src -j REJECT --reject-with tcp-reset/);
         assert.equal((await runCli(['ban', '127.0.0.17', '--api', gk.url('api', '')])).code, 0);

@@ -106,6 +106,8 @@ describe('the gatekeeper process in front of a stand-in Zimbra', () => {
     const r = await runCli(['ban', '127.0.0.1', '--api', gk.url('api', '')]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /GK_ERR_PROTECTED_ADDRESS/);
+    const bulk = await send('127.0.0.1', gk.url('api', '/api/bans'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ips: ['203.0.113.50'], duration: 'soon' }) });
+    assert.equal(bulk.status, 400, 'a bulk ban with an invalid duration is refused, as a single one is');
     const bad = await runCli(['ban', '300.1.1.1', '--api', gk.url('api', '')]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /GK_ERR_BAD_ADDRESS/);
