@@ -189,7 +189,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
-      onResponse: (_req, _up, elapsedMs) => metrics.upstreamLatency.observe({ listener: name }, elapsedMs / 1000),
+      onResponse: (elapsedMs) => metrics.upstreamLatency.observe({ listener: name }, elapsedMs / 1000),
       onError: (req, kind, err) => {
         metrics.upstreamErrors.inc({ listener: name, kind });
         log.warn({ listener: name, kind, err: err.message, url: req.url?.slice(0, 200) }, 'upstream error');

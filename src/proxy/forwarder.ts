@@ -2,15 +2,20 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { Pool } from 'undici';
 
 /*
- * The only module that touches npm `http-proxy` (unmaintained since 2020). What it gets wrong for a
- * gatekeeper is fixed here once:
- * - it has no keep-alive agent by default (every request a new TCP+TLS connection): we pass one;
- * - it throws (and kills the process) on an upstream error when no `error` listener exists: we always
- *   attach one and turn errors into 502/504 pages;
- * - it forwards a client's hop-by-hop headers (`Connection: close` turns every request into a new
- *   upstream connection): we strip them before forwarding.
+ * The only module that talks to the upstream. Two engines, each where it is best:
+ * - HTTP requests go through an undici Pool (keep-alive, bounded connections) with a raw dispatch
+ *   handler that writes straight into the client's response: no intermediate streams, no header
+ *   objects unless detection asks for them. Measured side by side on this hardware (npm run bench),
+ *   http-proxy 1.18 reached about a quarter of nginx-as-proxy's request rate; this path is what lets
+ *   the gatekeeper stay in front of every webmail request.
+ * - Websocket upgrades go through npm `http-proxy` (unmaintained since 2020), kept inside this file
+ *   with what it gets wrong fixed once: an `error` listener always attached (it would otherwise kill
+ *   the process), hop-by-hop headers stripped.
+ * Both strip the client's hop-by-hop headers: a client's `Connection: close` must not turn every
+ * request into a new upstream connection, and the upstream's must not close the client's.
  */
 
 export type UpstreamErrorKind = 'refused' | 'timeout' | 'reset' | 'other';
@@ -20,35 +25,40 @@ export interface ForwarderOptions {
   readonly tlsVerify: boolean;
   readonly maxSockets: number;
   readonly upstreamTimeoutMs: number;
-  /** The upstream answered (headers received) for this request. */
-  readonly onResponse?: ((req: http.IncomingMessage, upstream: http.IncomingMessage, elapsedMs: number) => void) | undefined;
+  /** The upstream answered (headers received) after `elapsedMs`. */
+  readonly onResponse?: ((elapsedMs: number) => void) | undefined;
   /** The upstream failed; the page has been sent (or the socket closed). */
   readonly onError?: ((req: http.IncomingMessage, kind: UpstreamErrorKind, err: Error) => void) | undefined;
   /** Answers the client when the upstream failed before a response (502/504 page). */
   readonly sendError: (req: http.IncomingMessage, res: http.ServerResponse, kind: UpstreamErrorKind) => void;
 }
 
+/** The upstream's answer as detection sees it: status and lower-cased headers. */
+export interface UpstreamAnswer {
+  readonly statusCode: number;
+  readonly headers: http.IncomingHttpHeaders;
+}
+
+/** Sees the upstream's body as it streams to the client. */
+export interface BodyObserver {
+  data(chunk: Buffer): void;
+  /** `complete` is false when the body was cut short (upstream or client gone). */
+  end(complete: boolean): void;
+}
+
 export interface ForwardCall {
   /** Request body to send instead of reading `req` (already read for detection). */
-  readonly body?: Readable | undefined;
-  /** Called with the upstream response before it is streamed to the client. */
-  readonly tap?: ((upstream: http.IncomingMessage) => void) | undefined;
+  readonly body?: Buffer | Readable | undefined;
+  /** Called with the upstream's answer before it is streamed to the client; may observe the body. */
+  readonly tap?: ((answer: UpstreamAnswer) => BodyObserver | undefined) | undefined;
   /** Called once if the upstream fails before answering. */
   readonly failed?: (() => void) | undefined;
 }
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'upgrade', 'te', 'trailer'];
-const STATE = Symbol('gatekeeper.forward');
-
-interface ForwardState {
-  start: number;
-  timedOut: boolean;
-  /** The client asked to close its connection after this response. */
-  clientClose: boolean;
-  call: ForwardCall | undefined;
-}
-
-type WithState = http.IncomingMessage & { [STATE]?: ForwardState };
+/** Request headers never forwarded (RFC 9110 §7.6.1), plus `expect`: the 100-continue is ours. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'upgrade', 'te', 'trailer', 'transfer-encoding', 'expect'];
+/** Response headers never passed back: they describe our pooled connection, not the client's. */
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 /** Removes hop-by-hop headers (and the ones named in Connection), keeping Upgrade for websockets. */
 export function stripHopByHop(headers: http.IncomingHttpHeaders, keepUpgrade: boolean): void {
@@ -61,91 +71,166 @@ export function stripHopByHop(headers: http.IncomingHttpHeaders, keepUpgrade: bo
   }
   for (const h of HOP_BY_HOP) {
     if (keepUpgrade && (h === 'connection' || h === 'upgrade')) continue;
-    delete headers[h];
+    if (headers[h] !== undefined) delete headers[h];
   }
 }
 
-function errorKind(err: NodeJS.ErrnoException, timedOut: boolean): UpstreamErrorKind {
-  if (timedOut || err.code === 'ETIMEDOUT') return 'timeout';
-  if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return 'refused';
-  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return 'reset';
+function errorKind(err: NodeJS.ErrnoException): UpstreamErrorKind {
+  const code = err.code ?? '';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return 'timeout';
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'refused';
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') return 'reset';
   return 'other';
 }
 
+/** Lower-cased header object from undici's raw [name, value, …] list, the shape Node gives. */
+function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toString('latin1').toLowerCase();
+    const v = raw[i + 1]!.toString('latin1');
+    const prev = out[k];
+    if (k === 'set-cookie') out[k] = Array.isArray(prev) ? [...prev, v] : [v];
+    else out[k] = prev === undefined ? v : `${prev as string}, ${v}`;
+  }
+  return out;
+}
+
+/**
+ * One forwarded request: undici's dispatch handler (its raw-header interface, which skips building
+ * a header object per response) writing into the client's response with backpressure.
+ */
+class Exchange {
+  private abort: ((err?: Error) => void) | null = null;
+  private observer: BodyObserver | undefined = undefined;
+  private answered = false;
+  private finished = false;
+
+  constructor(
+    private readonly f: ForwarderOptions,
+    private readonly req: http.IncomingMessage,
+    private readonly res: http.ServerResponse,
+    private readonly call: ForwardCall | undefined,
+    private readonly start: number,
+  ) {
+    res.once('close', this.onClientClose);
+  }
+
+  /** The client went away first: stop the upstream request (a long poll would hold a pooled connection). */
+  private readonly onClientClose = (): void => {
+    if (this.finished) return;
+    this.finished = true;
+    this.observer?.end(false);
+    this.abort?.(new Error('client closed the connection'));
+  };
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx informational: not passed on
+    const { res, call } = this;
+    this.answered = true;
+    this.f.onResponse?.(Date.now() - this.start);
+    if (call?.tap) this.observer = call.tap({ statusCode, headers: headerObject(raw) });
+    if (res.destroyed) return true;
+    const out: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1');
+      if (RESPONSE_HOP_BY_HOP.has(name.toLowerCase())) continue;
+      out.push(name, raw[i + 1]!.toString('latin1'));
+    }
+    try {
+      res.writeHead(statusCode, out);
+    } catch {
+      // A header value Node refuses to send (upstream bug): the client gets a clean 502.
+      res.destroy();
+      return true;
+    }
+    res.on('drain', resume);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.observer?.data(chunk);
+    if (this.res.destroyed) return true;
+    return this.res.write(chunk);
+  }
+
+  onComplete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.observer?.end(true);
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { req, res } = this;
+    this.observer?.end(false);
+    if (res.writableEnded || res.destroyed) return; // answered by the gate already, or client gone: not the upstream's fault
+    const kind = errorKind(err);
+    if (!this.answered) this.call?.failed?.();
+    this.f.onError?.(req, kind, err);
+    if (res.headersSent) res.destroy();
+    else this.f.sendError(req, res, kind);
+  }
+}
+
 export class Forwarder {
-  private readonly proxy: httpProxy;
-  private readonly agent: http.Agent;
+  private readonly pool: Pool;
+  private readonly prefix: string;
+  private readonly wsProxy: httpProxy;
+  private readonly wsAgent: http.Agent;
 
-  constructor(options: ForwarderOptions) {
-    const secure = options.target.startsWith('https:');
-    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: Math.min(64, options.maxSockets), keepAliveMsecs: 15_000, scheduling: 'lifo' as const };
-    this.agent = secure ? new https.Agent({ ...agentOptions, rejectUnauthorized: options.tlsVerify }) : new http.Agent(agentOptions);
-    this.proxy = httpProxy.createProxyServer({
-      target: options.target,
-      agent: this.agent,
-      secure: options.tlsVerify,
-      xfwd: false, // the gate sets X-Forwarded-* itself, overwriting what the client sent
-      changeOrigin: false, // Zimbra picks the virtual host / domain from Host
-      ws: true,
+  constructor(private readonly options: ForwarderOptions) {
+    const url = new URL(options.target);
+    const secure = url.protocol === 'https:';
+    this.prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: options.maxSockets,
+      pipelining: 1, // no pipelining: Zimbra long-polls, and one slow answer would hold the ones behind it
+      keepAliveTimeout: 15_000,
+      headersTimeout: options.upstreamTimeoutMs, // no answer in this time: 504
+      bodyTimeout: 0, // a streaming answer (a large attachment, a long poll) is never an upstream timeout
+      connect: { rejectUnauthorized: options.tlsVerify, timeout: 10_000 },
     });
-
-    this.proxy.on('proxyReq', (proxyReq, req) => {
-      const state = (req as WithState)[STATE];
-      if (!state) return;
-      proxyReq.setTimeout(options.upstreamTimeoutMs, () => {
-        state.timedOut = true;
-        proxyReq.destroy(new Error(`no upstream response within ${options.upstreamTimeoutMs} ms`));
-      });
-    });
-
-    this.proxy.on('proxyRes', (proxyRes, req) => {
-      const state = (req as WithState)[STATE];
-      if (!state) return;
-      options.onResponse?.(req, proxyRes, Date.now() - state.start);
-      // The upstream's hop-by-hop headers describe our pooled connection, not the client's: answer
-      // the client's own Connection wish (http-proxy would copy the upstream's keep-alive).
-      const h = proxyRes.headers;
-      delete h['keep-alive'];
-      delete h['proxy-connection'];
-      h.connection = state.clientClose ? 'close' : 'keep-alive';
-      // The response is streaming now: a slow body is not an upstream timeout.
-      proxyRes.socket?.setTimeout(0);
-      state.call?.tap?.(proxyRes);
-    });
-
-    this.proxy.on('error', (err: NodeJS.ErrnoException, req, target) => {
-      const state = (req as WithState)[STATE];
-      const kind = errorKind(err, state?.timedOut ?? false);
-      state?.call?.failed?.();
-      if (state) state.call = undefined;
-      options.onError?.(req, kind, err);
-      if (target instanceof http.ServerResponse) {
-        options.sendError(req, target, kind);
-      } else {
-        (target as Duplex | undefined)?.destroy();
-      }
+    this.pool.on('connectionError', () => undefined); // reported per request through onError
+    this.wsAgent = secure ? new https.Agent({ rejectUnauthorized: options.tlsVerify }) : new http.Agent();
+    this.wsProxy = httpProxy.createProxyServer({ target: options.target, agent: this.wsAgent, secure: options.tlsVerify, xfwd: false, changeOrigin: false, ws: true });
+    this.wsProxy.on('error', (err: Error, req, socket) => {
+      options.onError?.(req, errorKind(err), err);
+      (socket as Duplex | undefined)?.destroy();
     });
   }
 
   /** Forwards an HTTP request. The caller has already set the forwarding headers. */
   web(req: http.IncomingMessage, res: http.ServerResponse, call?: ForwardCall): void {
-    const conn = req.headers.connection ?? '';
-    const clientClose = /\bclose\b/i.test(conn) || (req.httpVersion === '1.0' && !/keep-alive/i.test(conn));
-    stripHopByHop(req.headers, false);
-    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, clientClose, call };
-    this.proxy.web(req, res, call?.body ? { buffer: call.body } : {});
+    const headers = req.headers;
+    // Requests carry a body only when they say so (RFC 9112 §6.3); stripping removes transfer-encoding.
+    const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
+    stripHopByHop(headers, false);
+    const handler = new Exchange(this.options, req, res, call, Date.now());
+    const body = call?.body ?? (hasBody ? req : null);
+    try {
+      this.pool.dispatch({ path: this.prefix + (req.url ?? '/'), method: req.method ?? 'GET', headers, body }, handler);
+    } catch (err) {
+      handler.onError(err as Error);
+    }
   }
 
   /** Forwards a websocket upgrade. */
   ws(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     stripHopByHop(req.headers, true);
-    (req as WithState)[STATE] = { start: Date.now(), timedOut: false, clientClose: false, call: undefined };
     socket.on('error', () => socket.destroy());
-    this.proxy.ws(req, socket, head);
+    this.wsProxy.ws(req, socket, head);
   }
 
   close(): void {
-    this.proxy.close();
-    this.agent.destroy();
+    this.wsProxy.close();
+    this.wsAgent.destroy();
+    void this.pool.destroy().catch(() => undefined);
   }
 }

@@ -11,7 +11,7 @@ import { normalizeIp, type CidrSet } from '../net/ip.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer, LoginTicket } from '../policy/enforcer.js';
-import type { Forwarder } from './forwarder.js';
+import type { BodyObserver, Forwarder } from './forwarder.js';
 import { bannedPage, sendPage } from './pages.js';
 import { NeedleScanner, readBodyUpTo, replayBody } from './request-body.js';
 
@@ -157,7 +157,7 @@ export class Gate {
       body = read.complete;
     }
     const login = analyseRequest(rule, req.url ?? '/', req.headers, body);
-    const replay = body ? replayBody([body], null) : undefined;
+    const replay = body ?? undefined;
     if (!login) {
       // Not a login we recognise. A SOAP answer with an auth fault still counts (defence in depth).
       this.forward(req, res, ip, rule, null, null, replay);
@@ -216,7 +216,7 @@ export class Gate {
     rule: HttpRule,
     login: LoginRequest | null,
     ticket: LoginTicket | null,
-    body: import('node:stream').Readable | undefined,
+    body: Buffer | import('node:stream').Readable | undefined,
   ): void {
     const { d } = this;
     let settled = false;
@@ -230,28 +230,24 @@ export class Gate {
     d.forwarder.web(req, res, {
       body,
       failed: () => settle(0, 0, rule.failure),
-      tap: (upstream) => {
-        const status = upstream.statusCode ?? 0;
+      tap: ({ statusCode: status, headers }) => {
         if (login) {
-          const wantBody = needsResponseBody(login);
-          const chunks = wantBody ? collect(upstream) : null;
-          upstream.once('close', () => {
-            const raw = chunks ? decode(Buffer.concat(chunks.list), upstream.headers['content-encoding']) : null;
-            const r = classifyResponse(login, status, upstream.headers, raw);
+          return collectBody(needsResponseBody(login), (raw) => {
+            const r = classifyResponse(login, status, headers, raw && decode(raw, headers['content-encoding']));
             settle(r.failures, r.successes, r.ruleId);
           });
-        } else if (rule.kind === 'soap' && status === 500) {
+        }
+        if (rule.kind === 'soap' && status === 500) {
           // An AuthRequest we did not recognise in the request (exotic encoding): count its fault anyway.
-          const chunks = collect(upstream);
-          upstream.once('close', () => {
-            const raw = decode(Buffer.concat(chunks.list), upstream.headers['content-encoding']);
+          return collectBody(true, (raw) => {
             const probe: LoginRequest = { rule, accounts: [], attempts: 1, secondFactor: false };
-            const r = classifyResponse(probe, status, upstream.headers, raw);
+            const r = classifyResponse(probe, status, headers, raw && decode(raw, headers['content-encoding']));
             if (r.failures > 0) {
               void d.enforcer.record({ outcome: 'failure', ruleId: r.ruleId, service: rule.service, ip, source: 'proxy' }).catch(() => undefined);
             }
           });
         }
+        return undefined;
       },
     });
   }
@@ -269,15 +265,20 @@ export class Gate {
   };
 }
 
-function collect(stream: IncomingMessage): { list: Buffer[] } {
-  const out = { list: [] as Buffer[] };
+/** Keeps up to MAX_RESPONSE_INSPECT bytes of the upstream's body (when `keep`), then reports it. */
+function collectBody(keep: boolean, done: (raw: Buffer | null) => void): BodyObserver {
+  const list: Buffer[] = [];
   let size = 0;
-  stream.on('data', (chunk: Buffer) => {
-    if (size >= MAX_RESPONSE_INSPECT) return;
-    out.list.push(chunk);
-    size += chunk.length;
-  });
-  return out;
+  return {
+    data(chunk) {
+      if (!keep || size >= MAX_RESPONSE_INSPECT) return;
+      list.push(chunk);
+      size += chunk.length;
+    },
+    end() {
+      done(keep ? Buffer.concat(list) : null);
+    },
+  };
 }
 
 function decode(raw: Buffer, encoding: string | undefined): Buffer | null {
