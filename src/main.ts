@@ -23,6 +23,7 @@ import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
 import { banFront, closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
+import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
@@ -137,7 +138,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
-  const trusted = sets.trusted;
+  let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
   const activity = new Activity(clock);
   let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
@@ -184,12 +185,13 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const l = config.listen[name];
     if (!l) continue;
     const target = config.zimbra[name];
+    const latency = metrics.upstreamLatency.labels({ listener: name });
     const forwarder = new Forwarder({
       target,
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
-      onResponse: (elapsedMs) => metrics.upstreamLatency.observe({ listener: name }, elapsedMs / 1000),
+      onResponse: (elapsedMs) => latency.observe(elapsedMs / 1000),
       onError: (req, kind, err) => {
         metrics.upstreamErrors.inc({ listener: name, kind });
         log.warn({ listener: name, kind, err: err.message, url: req.url?.slice(0, 200) }, 'upstream error');
@@ -227,23 +229,27 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     let front: net.Server | undefined;
     if (l.proxyProtocol) {
       if (trusted.size === 0) log.error({ listener: name }, 'proxyProtocol is on but trustedProxies is empty: every connection will be refused');
-      front = proxyProtocolFront(server, trusted, config.proxy.headersTimeout * 1000, (peer) => {
+      front = proxyProtocolFront(server, () => trusted, config.proxy.headersTimeout * 1000, (peer) => {
         metrics.rejections.inc({ listener: name, reason: 'bad-request' });
         log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
       });
     } else {
+      const pages = new PageThrottle(config.proxy.banPageInterval * 1000);
+      const refused = metrics.rejections.labels({ listener: name, reason: 'banned' });
       front = banFront(
         server,
         !!l.tls,
         (peer) => {
           // A trusted proxy carries many clients: its connections are judged request by request.
-          if (trusted.has(peer) || config.mode === 'shadow') return null;
+          if (config.mode === 'shadow' || trusted.has(peer)) return null;
           const ban = enforcer.bannedNow(peer);
           if (!ban || ban.shadow) return null;
-          const page = bannedPage(ban.until, clock.now());
+          const now = clock.now();
+          if (!pages.take(peer, now)) return 'reset';
+          const page = bannedPage(ban.until, now);
           return (json: boolean) => rawPage(page, json);
         },
-        () => metrics.rejections.inc({ listener: name, reason: 'banned' }),
+        () => refused.inc(),
       );
     }
     const started = await listen(front ?? server, l, name);
@@ -320,6 +326,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const restartNeeded = RESTART_KEYS.filter((k) => get(config, k) !== get(next, k));
     const nextSets = addressSets(next, upstreams);
     enforcer.reconfigure(next, { ignored: nextSets.ignored, protected: nextSets.protected });
+    trusted = nextSets.trusted;
     for (const { name, gate } of gates) {
       gate.reconfigure({ config: next, trusted: nextSets.trusted, allow: name === 'admin' ? new CidrSet(next.admin.allow) : null });
     }

@@ -110,6 +110,7 @@ export const configSchema = z.strictObject({
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(256), //                  upstream connections per listener (keep-alive pool)
+    banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
   }).prefault({}),
   notify: z.strictObject({
     webhook: upstreamUrl.optional(), //                         POST a JSON document here on every ban and escalation

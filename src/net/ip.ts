@@ -13,6 +13,8 @@ export interface Cidr {
 }
 
 const V4_DECIMAL = /^\d{1,3}(\.\d{1,3}){3}$/;
+/** An IPv4 address already in canonical form (what a socket reports): returned as it is. */
+const V4_CANONICAL = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
 /**
  * Normalises an address as it comes from a socket, a header or a log line: brackets, zone ids and
@@ -21,6 +23,7 @@ const V4_DECIMAL = /^\d{1,3}(\.\d{1,3}){3}$/;
  */
 export function normalizeIp(raw: string | undefined | null): string | null {
   if (!raw) return null;
+  if (V4_CANONICAL.test(raw)) return raw;
   let s = raw.trim();
   if (s.length === 0 || s.length > 64) return null;
   if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);

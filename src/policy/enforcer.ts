@@ -26,7 +26,8 @@ export interface LoginTicket {
 
 export type Admission =
   | { readonly allowed: true; readonly ticket: LoginTicket }
-  | { readonly allowed: false; readonly reason: 'limited' | 'account-shield'; readonly retryAfterSeconds: number };
+  | { readonly allowed: false; readonly reason: 'limited' | 'account-shield'; readonly retryAfterSeconds: number }
+  | { readonly allowed: false; readonly reason: 'banned'; readonly retryAfterSeconds: number; readonly ban: Ban };
 
 export interface LoginOutcome {
   readonly failures: number;
@@ -191,6 +192,18 @@ export class Enforcer {
       this.metrics.shadowed.inc({ listener: 'any', reason: 'limited' });
       this.log.info({ ip, reason: 'limited' }, 'shadow: would refuse login');
       return pass(0, reservedAccounts, false);
+    }
+    // A ban resets the address's counter. A request that passed the gate's ban check just before
+    // another request's ban landed would find a fresh counter here: look for that ban before letting
+    // it through (locally, then in the store for a ban made by another instance).
+    if (res && !this.shadow) {
+      const ban = this.bannedNow(ip) ?? (res.consumed <= attempts ? await this.safe('ban-check', () => this.store.getBan(key), null) : null);
+      if (ban && ban.until > this.clock.now() && !ban.shadow) {
+        await this.safe('refund', () => this.ipCounter.reward(key, attempts), undefined);
+        await this.refundAccounts(reservedAccounts);
+        this.cache.set(ban);
+        return { allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((ban.until - this.clock.now()) / 1000)), ban };
+      }
     }
     return pass(res ? attempts : 0, reservedAccounts, false);
   }

@@ -96,6 +96,20 @@ function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
   return out;
 }
 
+/** Header names the upstream's Connection header lists (they are hop-by-hop too), if any. */
+function connectionTokens(raw: readonly Buffer[]): Set<string> | null {
+  let out: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 10 || name.toString('latin1').toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1]!.toString('latin1').split(',')) {
+      const token = t.trim().toLowerCase();
+      if (token && token !== 'close' && token !== 'keep-alive') (out ??= new Set()).add(token);
+    }
+  }
+  return out;
+}
+
 /**
  * One forwarded request: undici's dispatch handler (its raw-header interface, which skips building
  * a header object per response) writing into the client's response with backpressure.
@@ -135,10 +149,12 @@ class Exchange {
     this.f.onResponse?.(Date.now() - this.start);
     if (call?.tap) this.observer = call.tap({ statusCode, headers: headerObject(raw) });
     if (res.destroyed) return true;
+    const named = connectionTokens(raw);
     const out: string[] = [];
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1');
-      if (RESPONSE_HOP_BY_HOP.has(name.toLowerCase())) continue;
+      const lower = name.toLowerCase();
+      if (RESPONSE_HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
       out.push(name, raw[i + 1]!.toString('latin1'));
     }
     try {

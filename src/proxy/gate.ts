@@ -19,7 +19,8 @@ export type ListenerName = 'web' | 'admin';
 
 /** Set on a socket by the PROXY protocol reader: the source address the trusted proxy announced. */
 export const PROXY_SOURCE = Symbol('gatekeeper.proxySource');
-const PEER = Symbol('gatekeeper.peer');
+/** Set on a socket by the TCP front: the peer address, already normalised. */
+export const PEER = Symbol('gatekeeper.peer');
 
 type GateSocket = Socket & { [PROXY_SOURCE]?: string; [PEER]?: string | null };
 
@@ -44,7 +45,13 @@ const MAX_RESPONSE_INSPECT = 256 * 1024;
  * failure before forwarding) → forward → classify Zimbra's answer → settle the count.
  */
 export class Gate {
-  constructor(private d: GateDeps) {}
+  constructor(private d: GateDeps) {
+    // prom-client resolves a label set on every inc(): resolve the five status classes once.
+    const byClass = ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => d.metrics.requests.labels({ listener: d.name, status_class: c }));
+    this.counted = function (this: ServerResponse): void {
+      byClass[Math.floor(this.statusCode / 100) - 1]?.inc();
+    };
+  }
 
   /** Takes reloaded settings (allowlist, trusted proxies, limits); connections stay open. */
   reconfigure(changes: Pick<GateDeps, 'config' | 'trusted' | 'allow'>): void {
@@ -115,7 +122,7 @@ export class Gate {
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     const { d } = this;
-    res.once('finish', () => d.metrics.requests.inc({ listener: d.name, status_class: `${Math.floor(res.statusCode / 100)}xx` }));
+    res.once('finish', this.counted);
     const ip = this.admit(req, res);
     if (ip === null) return;
     const path = normalizeRequestPath(req.url);
@@ -132,38 +139,64 @@ export class Gate {
       d.forwarder.web(req, res);
       return;
     }
-    void this.handleLoginCandidate(req, res, ip, rule, method).catch((err: Error) => {
-      d.log.error({ err: err.message, ip, listener: d.name }, 'login handling failed');
-      if (!res.headersSent) sendPage(req, res, { status: 502, title: 'Bad gateway', message: 'The request could not be completed.', reason: 'error' });
-      else res.destroy();
-    });
-  };
-
-  private async handleLoginCandidate(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, method: string): Promise<void> {
-    const { d } = this;
-    let body: Buffer | null = null;
-    if (needsRequestBody(rule, method, req.headers)) {
-      let read;
-      try {
-        read = await readBodyUpTo(req, d.config.proxy.maxLoginBodyBytes);
-      } catch {
-        res.destroy();
+    // Most requests on a login path (the login page itself, a SOAP call that is no AuthRequest
+    // without a body to read) are settled here, synchronously.
+    if (!needsRequestBody(rule, method, req.headers)) {
+      const login = analyseRequest(rule, req.url ?? '/', req.headers, null);
+      if (!login) {
+        this.forward(req, res, ip, rule, null, null, undefined);
         return;
       }
-      if (read.head) {
-        this.forwardOversize(req, res, ip, rule, read.head);
-        return;
-      }
-      body = read.complete;
-    }
-    const login = analyseRequest(rule, req.url ?? '/', req.headers, body);
-    const replay = body ?? undefined;
-    if (!login) {
-      // Not a login we recognise. A SOAP answer with an auth fault still counts (defence in depth).
-      this.forward(req, res, ip, rule, null, null, replay);
+      this.admitAndForward(req, res, ip, rule, login, undefined);
       return;
     }
+    void this.readLoginBody(req, res, ip, rule).catch((err: Error) => this.failed(req, res, ip, err));
+  };
+
+  /** Counts an answered request by listener and status class (`this` is the response). */
+  private readonly counted: (this: ServerResponse) => void;
+
+  private failed(req: IncomingMessage, res: ServerResponse, ip: string, err: Error): void {
+    this.d.log.error({ err: err.message, ip, listener: this.d.name }, 'login handling failed');
+    if (!res.headersSent) sendPage(req, res, { status: 502, title: 'Bad gateway', message: 'The request could not be completed.', reason: 'error' });
+    else res.destroy();
+  }
+
+  private async readLoginBody(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule): Promise<void> {
+    const { d } = this;
+    let read;
+    try {
+      read = await readBodyUpTo(req, d.config.proxy.maxLoginBodyBytes);
+    } catch {
+      res.destroy();
+      return;
+    }
+    if (read.head) {
+      this.forwardOversize(req, res, ip, rule, read.head);
+      return;
+    }
+    const body = read.complete;
+    const login = analyseRequest(rule, req.url ?? '/', req.headers, body);
+    if (!login) {
+      // Not a login we recognise. A SOAP answer with an auth fault still counts (defence in depth).
+      this.forward(req, res, ip, rule, null, null, body ?? undefined);
+      return;
+    }
+    this.admitAndForward(req, res, ip, rule, login, body ?? undefined);
+  }
+
+  private admitAndForward(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, login: LoginRequest, body: Buffer | undefined): void {
+    void this.admitLogin(req, res, ip, rule, login, body).catch((err: Error) => this.failed(req, res, ip, err));
+  }
+
+  private async admitLogin(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, login: LoginRequest, body: Buffer | undefined): Promise<void> {
+    const { d } = this;
     const admission = await d.enforcer.admitLogin(ip, login.accounts, login.attempts);
+    if (!admission.allowed && admission.reason === 'banned') {
+      d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
+      sendPage(req, res, bannedPage(admission.ban.until, Date.now()));
+      return;
+    }
     if (!admission.allowed) {
       d.metrics.rejections.inc({ listener: d.name, reason: admission.reason });
       const shield = admission.reason === 'account-shield';
@@ -178,7 +211,7 @@ export class Gate {
       });
       return;
     }
-    this.forward(req, res, ip, rule, login, admission.ticket, replay);
+    this.forward(req, res, ip, rule, login, admission.ticket, body);
   }
 
   /**
@@ -200,8 +233,9 @@ export class Gate {
     });
     const stream = replayBody(head, req);
     stream.on('error', () => scanner.destroy());
-    // The scanner's error must be handled (an unhandled 'error' would end the process); it also has
-    // to stop the upstream request: closing the client connection makes http-proxy abort it.
+    // The scanner's error must be handled (an unhandled 'error' would end the process). The failed
+    // body stream makes the forwarder abort the upstream request; the client's connection is closed
+    // once the 413 page is out, since the rest of its request body will not be read.
     scanner.on('error', () => {
       if (res.writableFinished) req.socket.destroy();
       else res.once('finish', () => req.socket.destroy());
@@ -219,6 +253,11 @@ export class Gate {
     body: Buffer | import('node:stream').Readable | undefined,
   ): void {
     const { d } = this;
+    if (!login && rule.kind !== 'soap') {
+      // Nothing to learn from the answer (the login page, a form post that is no login).
+      d.forwarder.web(req, res, body ? { body } : undefined);
+      return;
+    }
     let settled = false;
     const settle = (failures: number, successes: number, ruleId: string): void => {
       if (settled || !ticket) return;

@@ -7,7 +7,7 @@ import { GatekeeperError } from '../errors.js';
 import type { CidrSet } from '../net/ip.js';
 import { normalizeIp } from '../net/ip.js';
 import { readProxyHeader } from '../net/proxy-protocol.js';
-import { PROXY_SOURCE } from './gate.js';
+import { PEER, PROXY_SOURCE } from './gate.js';
 
 export interface StartedServer {
   readonly server: http.Server | net.Server;
@@ -63,10 +63,10 @@ export function listen(server: http.Server | net.Server, l: ListenerConfig, name
  * connection must start with a PROXY v1/v2 header, whose source address becomes the peer, and is
  * then handed to the HTTP(S) server.
  */
-export function proxyProtocolFront(server: http.Server, trusted: CidrSet, headerTimeoutMs: number, onRefused: (peer: string) => void): net.Server {
+export function proxyProtocolFront(server: http.Server, trusted: () => CidrSet, headerTimeoutMs: number, onRefused: (peer: string) => void): net.Server {
   const front = net.createServer((socket) => {
     const peer = normalizeIp(socket.remoteAddress);
-    if (!peer || !trusted.has(peer)) {
+    if (!peer || !trusted().has(peer)) {
       onRefused(peer ?? 'unknown');
       socket.destroy();
       return;
@@ -86,29 +86,37 @@ export function proxyProtocolFront(server: http.Server, trusted: CidrSet, header
 }
 
 /**
- * The TCP front of a listener: connections from banned addresses are answered before any HTTP
- * parsing (a short 429 page; JSON when the request's first bytes ask for JSON) or, on TLS
- * listeners, closed at once; the rest go to the HTTP(S) server. A flood of banned clients then costs
- * little more than accepting their connections.
+ * What the TCP front does with a new connection: `null` lets it through to the HTTP server;
+ * `'reset'` resets it at once (RST, no TIME_WAIT kept on our side); a function answers it with a
+ * raw page (JSON when the first bytes of its request ask for JSON), then closes it.
  */
-export function banFront(server: http.Server, tls: boolean, refusal: (peer: string) => ((json: boolean) => string) | null, onRefused: () => void): net.Server {
+export type FrontVerdict = null | 'reset' | ((json: boolean) => string);
+
+/**
+ * The TCP front of a listener: connections from banned addresses are refused before any HTTP
+ * parsing, so a flood of banned clients costs little more than accepting their connections. The
+ * peer address is normalised here once and handed to the gate with the socket.
+ */
+export function banFront(server: http.Server, tls: boolean, judge: (peer: string) => FrontVerdict, onRefused: () => void): net.Server {
   const front = net.createServer({ noDelay: true }, (socket) => {
     const peer = normalizeIp(socket.remoteAddress);
-    const answer = peer ? refusal(peer) : null;
-    if (!answer) {
+    const verdict = peer ? judge(peer) : null;
+    if (verdict === null) {
+      (socket as net.Socket & { [PEER]?: string | null })[PEER] = peer;
       server.emit('connection', socket);
       return;
     }
     onRefused();
     socket.on('error', () => socket.destroy());
-    if (tls) {
-      socket.destroy();
+    // TLS: no page is possible before a handshake, which a banned client is not worth.
+    if (verdict === 'reset' || tls) {
+      socket.resetAndDestroy();
       return;
     }
     socket.setTimeout(5000, () => socket.destroy());
     socket.once('data', (chunk: Buffer) => {
       const head = chunk.toString('latin1', 0, Math.min(chunk.length, 8192));
-      socket.end(answer(/\r\n(?:accept|content-type):[^\r\n]*json/i.test(head)));
+      socket.end(verdict(/\r\n(?:accept|content-type):[^\r\n]*json/i.test(head)));
     });
   });
   front.on('close', () => server.close(() => undefined));

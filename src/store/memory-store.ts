@@ -64,6 +64,11 @@ export class MemoryStore implements Store {
     return out;
   }
 
+  async getBan(target: string): Promise<Ban | null> {
+    const ban = this.bans.get(target);
+    return ban && ban.until > this.clock.now() ? ban : null;
+  }
+
   async recordBan(target: string, windowSeconds: number): Promise<number> {
     const now = this.clock.now();
     const prev = this.history.get(target);

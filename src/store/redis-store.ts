@@ -180,6 +180,24 @@ export class RedisStore implements Store {
     return n;
   }
 
+  async getBan(target: string): Promise<Ban | null> {
+    const now = this.clock.now();
+    // Not yet flushed (Redis was away): the newest queued operation on this target decides.
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const op = this.pending[i]!;
+      if (op.type === 'unban-all' || (op.type === 'unban' && op.target === target)) return null;
+      if (op.type === 'ban' && op.ban.target === target) return op.ban.until > now ? op.ban : null;
+    }
+    const raw = await this.redis.get(`${this.prefix}ban:${target}`);
+    if (!raw) return null;
+    try {
+      const ban = JSON.parse(raw) as Ban;
+      return ban.until > now ? ban : null;
+    } catch {
+      return null;
+    }
+  }
+
   async listBans(): Promise<Ban[]> {
     const now = this.clock.now();
     const p = this.prefix;

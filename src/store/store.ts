@@ -9,6 +9,8 @@ export interface BanStore {
   removeAllBans(): Promise<number>;
   /** Active (unexpired) bans. */
   listBans(): Promise<Ban[]>;
+  /** The active ban stored under exactly `target`, if any (one read; no event needed). */
+  getBan(target: string): Promise<Ban | null>;
   /**
    * Counts one more ban of `target` in its history (kept for `windowSeconds` after the last ban)
    * and returns the number of bans including this one. Drives bantimeIncrement and escalation.

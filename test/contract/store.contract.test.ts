@@ -35,9 +35,12 @@ function contract(name: string, make: () => Promise<{ store: Store; clock: Clock
       await store.addBan(ban('2001:db8::/64', clock));
       const targets = (await store.listBans()).map((b) => b.target).sort();
       assert.deepEqual(targets, ['2001:db8::/64', '203.0.113.1']);
+      assert.equal((await store.getBan('203.0.113.1'))?.target, '203.0.113.1');
+      assert.equal(await store.getBan('203.0.113.2'), null);
       assert.equal(await store.removeBan('203.0.113.1'), true);
       assert.equal(await store.removeBan('203.0.113.1'), false);
       assert.deepEqual((await store.listBans()).map((b) => b.target), ['2001:db8::/64']);
+      assert.equal(await store.getBan('203.0.113.1'), null, 'a removed ban is gone');
       assert.equal(await store.removeAllBans(), 1);
       assert.deepEqual(await store.listBans(), []);
     });

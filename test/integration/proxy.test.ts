@@ -84,11 +84,8 @@ describe('the gatekeeper process in front of a stand-in Zimbra', () => {
     assert.ok(Number(html.headers['retry-after']) > 500 && Number(html.headers['retry-after']) <= 600);
     assert.match(html.body, /blocked because of repeated failed logins/);
     assert.match(html.body, /Until: <time/);
-    const json = await send('127.0.0.4', gk.url('web', '/service/soap'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-    assert.equal(json.status, 429);
-    const doc = JSON.parse(json.body) as { reason: string; until: string };
-    assert.equal(doc.reason, 'banned');
-    assert.ok(Date.parse(doc.until) > Date.now());
+    // One page per proxy.banPageInterval (60s by default): its next connections are reset at accept.
+    await assert.rejects(send('127.0.0.4', gk.url('web', '/again')), (err: NodeJS.ErrnoException) => /ECONNRESET|other side closed|socket/i.test(`${err.code} ${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`));
     assert.equal(zimbra.requests.length, before, 'nothing reached Zimbra');
     const other = await send('127.0.0.5', gk.url('web', '/other'));
     assert.equal(other.status, 200, 'another address is not affected');
@@ -100,6 +97,18 @@ describe('the gatekeeper process in front of a stand-in Zimbra', () => {
     const unban = await runCli(['unban', '127.0.0.4', '--api', gk.url('api', '')]);
     assert.equal(unban.code, 0);
     assert.equal((await send('127.0.0.4', gk.url('web', '/after-unban'))).status, 200);
+  });
+
+  it('the ban page is JSON when the client asked for JSON', async () => {
+    assert.equal((await runCli(['ban', '127.0.0.6', '--for', '10m', '--api', gk.url('api', '')])).code, 0);
+    const before = zimbra.requests.length;
+    const json = await send('127.0.0.6', gk.url('web', '/service/soap'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(json.status, 429);
+    const doc = JSON.parse(json.body) as { reason: string; until: string };
+    assert.equal(doc.reason, 'banned');
+    assert.ok(Date.parse(doc.until) > Date.now());
+    assert.equal(zimbra.requests.length, before, 'nothing reached Zimbra');
+    assert.equal((await runCli(['unban', '127.0.0.6', '--api', gk.url('api', '')])).code, 0);
   });
 
   it('refuses to ban a protected address (the upstream) with exit 2', async () => {
