@@ -18,6 +18,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY package.json gatekeeper.example.yml ./
 ENV NODE_ENV=production
+# A larger young generation: fewer scavenges per request under load (measured +8% req/s, docs/performance.md).
+ENV NODE_OPTIONS=--max-semi-space-size=32
 # The proxy runs unprivileged; the firewall-agent service overrides this with `user: root`.
 USER node
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \

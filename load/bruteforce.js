@@ -1,6 +1,6 @@
 // Password guessing from many source addresses against SOAP, form, admin and DAV logins. The
 // thresholds prove bans engage: no address gets more than MAXRETRY answers from Zimbra, and once an
-// address has been refused (429) it stays refused.
+// address has been refused (429) it stays refused (429, or its connections reset at accept).
 // Each VU gets its own source address from LOCAL_IPS (k6 `localIPs`; on Linux add them first, e.g.
 // `ip addr add 10.77.0.0/24 dev lo`, or use a loopback range against a local stack).
 //   k6 run -e BASE_URL=https://127.0.0.1:443 -e ADMIN_URL=https://127.0.0.1:7071 -e LOCAL_IPS=127.0.0.10-127.0.0.209 load/bruteforce.js
@@ -52,7 +52,9 @@ let banned = false;
 export default function () {
   // One login endpoint per VU, so each address guesses against one service.
   const res = targets[__VU % targets.length]();
-  if (res.status === 429 || res.status === 403) {
+  // Refused: 429/403, or, once banned, a connection reset at accept (the gatekeeper sends a banned
+  // address its ban page once per proxy.banPageInterval and resets its other connections).
+  if (res.status === 429 || res.status === 403 || (banned && res.status === 0)) {
     refused.add(1);
     if (!banned) reachedBeforeBan.add(answered);
     banned = true;

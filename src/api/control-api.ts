@@ -24,7 +24,8 @@ export interface ControlApiDeps {
   readonly now: () => number;
 }
 
-const MAX_BODY = 64 * 1024;
+/** A bulk ban of ~60,000 IPv4 addresses (an imported block list) fits; the API is loopback or token-only. */
+const MAX_BODY = 1024 * 1024;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);

@@ -110,12 +110,20 @@ function connectionTokens(raw: readonly Buffer[]): Set<string> | null {
   return out;
 }
 
+const EXCHANGE = Symbol('gatekeeper.exchange');
+type ResponseWithExchange = http.ServerResponse & { [EXCHANGE]?: Exchange };
+
+function onResponseClose(this: ResponseWithExchange): void {
+  this[EXCHANGE]?.clientClosed();
+}
+
 /**
  * One forwarded request: undici's dispatch handler (its raw-header interface, which skips building
  * a header object per response) writing into the client's response with backpressure.
  */
 class Exchange {
   private abort: ((err?: Error) => void) | null = null;
+  private resume: (() => void) | null = null;
   private observer: BodyObserver | undefined = undefined;
   private answered = false;
   private finished = false;
@@ -127,16 +135,17 @@ class Exchange {
     private readonly call: ForwardCall | undefined,
     private readonly start: number,
   ) {
-    res.once('close', this.onClientClose);
+    (res as ResponseWithExchange)[EXCHANGE] = this;
+    res.on('close', onResponseClose); // one shared listener: no closure per request
   }
 
   /** The client went away first: stop the upstream request (a long poll would hold a pooled connection). */
-  private readonly onClientClose = (): void => {
+  clientClosed(): void {
     if (this.finished) return;
     this.finished = true;
     this.observer?.end(false);
     this.abort?.(new Error('client closed the connection'));
-  };
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
@@ -164,14 +173,17 @@ class Exchange {
       res.destroy();
       return true;
     }
-    res.on('drain', resume);
+    this.resume = resume;
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     this.observer?.data(chunk);
-    if (this.res.destroyed) return true;
-    return this.res.write(chunk);
+    const { res } = this;
+    if (res.destroyed || res.write(chunk)) return true;
+    // The client reads slower than Zimbra sends: pause the upstream until the client drains.
+    res.once('drain', this.resume!);
+    return false;
   }
 
   onComplete(): void {

@@ -122,7 +122,7 @@ export class Gate {
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     const { d } = this;
-    res.once('finish', this.counted);
+    res.on('finish', this.counted); // a response finishes once; `on` spares the once-wrapper
     const ip = this.admit(req, res);
     if (ip === null) return;
     const path = normalizeRequestPath(req.url);
