@@ -15,9 +15,11 @@
 // Loads: wrk keep-alive at 50 and 200 connections; a new connection per request (Connection:
 // close); refusal rate for connections from 10,000 banned addresses against a server that destroys
 // connections at accept; benign p99 with and without that flood; 50 concurrent failed logins from
-// one address (how many reached the upstream); failure-to-ban latency.
+// one address (how many reached the upstream); failure-to-ban latency. Beside req/s, the CPU time
+// each server process used per request (from /proc, nginx with its workers): steadier than req/s on
+// a shared machine, and what the checks cost.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, chmodSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,7 +66,9 @@ http { access_log off; ${temp(2)} keepalive_requests 1000000;
   upstream up { server 127.0.0.1:${P.up}; keepalive 256; }
   server { listen 127.0.0.1:${P.ngx}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header X-Forwarded-For $remote_addr; } }
 }`);
+const pids = {};
 for (const conf of ['nginx.conf', 'proxy.conf']) pin(0, 'nginx', ['-c', join(dir, conf), '-g', 'daemon off;']).nginx = true;
+pids['nginx proxy'] = procs.at(-1).pid;
 const nm = (m) => JSON.stringify(join(process.cwd(), 'node_modules', m));
 writeFileSync(join(dir, 'bare.cjs'), `const http=require('http');const httpProxy=require(${nm('http-proxy')});
 const agent=new http.Agent({keepAlive:true,maxSockets:256});const proxy=httpProxy.createProxyServer({target:'http://127.0.0.1:${P.up}',agent});proxy.on('error',(e,q,s)=>{try{s.writeHead(502);s.end()}catch{}});
@@ -78,8 +82,8 @@ onHeaders(st,raw,resume){if(st<200)return true;const o=[];for(let i=0;i<raw.leng
 onData(c){return this.res.write(c)}onComplete(){this.res.end()}onError(){if(!this.res.headersSent){this.res.writeHead(502);this.res.end()}else this.res.destroy()}}
 http.createServer((q,s)=>{const h=q.headers;delete h.connection;pool.dispatch({path:q.url,method:q.method,headers:h,body:null},new H(s))}).listen(${P.undici},'127.0.0.1');`);
 const nodeEnv = { env: { ...process.env, NODE_OPTIONS } };
-pin(0, process.execPath, [join(dir, 'bare.cjs')], nodeEnv);
-pin(0, process.execPath, [join(dir, 'undici.cjs')], nodeEnv);
+pids['bare http-proxy'] = pin(0, process.execPath, [join(dir, 'bare.cjs')], nodeEnv).pid;
+pids['bare undici proxy'] = pin(0, process.execPath, [join(dir, 'undici.cjs')], nodeEnv).pid;
 // A server that only destroys connections at accept: the ceiling for refusing banned clients.
 writeFileSync(join(dir, 'sink.cjs'), `require('net').createServer((s)=>s.destroy()).listen(${P.sink},'127.0.0.1');`);
 pin(0, process.execPath, [join(dir, 'sink.cjs')], nodeEnv);
@@ -91,17 +95,30 @@ redis: { url: "redis://127.0.0.1:${P.redis}/0" }
 jail: { ignoreip: [] }
 log: { level: warn }
 `);
-pin(0, process.execPath, ['dist/src/cli/main.js', 'run', '--config', join(dir, 'gk.yml')], nodeEnv);
+pids.gatekeeper = pin(0, process.execPath, ['dist/src/cli/main.js', 'run', '--config', join(dir, 'gk.yml')], nodeEnv).pid;
 for (const port of [P.up, P.ngx, P.bare, P.undici, P.gk]) await waitHttp(`http://127.0.0.1:${port}/`);
+
+/** CPU time (user + system, µs) used so far by a process and its children (nginx workers). */
+function cpuMicros(pid) {
+  let total = 0;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  total += (Number(stat[11]) + Number(stat[12])) * (1e6 / CLK_TCK);
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) total += cpuMicros(Number(child));
+  }
+  return total;
+}
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 function wrk(url, conns, extra = [], dur = DUR) {
   const out = execFileSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${conns}`, `-d${dur}`, '--latency', ...extra, url], { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const requests = Number(/(\d+) requests in/.exec(out)[1]);
   const p99m = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
   const p99 = Number(p99m[1]) * (p99m[2] === 'us' ? 0.001 : p99m[2] === 's' ? 1000 : 1);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const errors = /Socket errors: (.*)/.exec(out)?.[1] ?? '';
-  return { rps, p99, non2xx, errors };
+  return { rps, p99, non2xx, errors, requests };
 }
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (xs, d = 0) => `${med(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
@@ -115,21 +132,23 @@ for (const [label, conns, extra] of LOADS) {
   for (const port of Object.values(contenders)) wrk(`http://127.0.0.1:${port}/`, conns, extra, WARM);
   for (let i = 0; i < RUNS; i++) {
     for (const [name, port] of Object.entries(contenders)) {
+      const c0 = cpuMicros(pids[name]);
       const r = wrk(`http://127.0.0.1:${port}/`, conns, extra);
-      const slot = (results[`${label}|${name}`] ??= { rs: [], p99: [], bad: 0 });
+      const slot = (results[`${label}|${name}`] ??= { rs: [], p99: [], bad: 0, cpu: [] });
+      slot.cpu.push((cpuMicros(pids[name]) - c0) / r.requests);
       slot.rs.push(r.rps);
       slot.p99.push(r.p99);
       slot.bad += r.non2xx;
     }
   }
 }
-console.log('\n| load | contender | req/s median (min–max) | p99 ms median (min–max) | non-2xx |');
-console.log('| --- | --- | ---: | ---: | ---: |');
-for (const [k, v] of Object.entries(results)) { const [load, name] = k.split('|'); console.log(`| ${load} | ${name} | ${fmt(v.rs)} | ${fmt(v.p99, 2)} | ${v.bad} |`); }
+console.log('\n| load | contender | req/s median (min–max) | p99 ms median (min–max) | server CPU µs/request | non-2xx |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: |');
+for (const [k, v] of Object.entries(results)) { const [load, name] = k.split('|'); console.log(`| ${load} | ${name} | ${fmt(v.rs)} | ${fmt(v.p99, 2)} | ${fmt(v.cpu, 1)} | ${v.bad} |`); }
 console.log('');
 for (const [load] of LOADS) {
   const g = med(results[`${load}|gatekeeper`].rs);
-  console.log(`${load}: gatekeeper = ${pct(g, med(results[`${load}|nginx proxy`].rs))} of nginx proxy (target >= 40%), ${pct(g, med(results[`${load}|bare http-proxy`].rs))} of bare http-proxy (target >= 95%), ${pct(g, med(results[`${load}|bare undici proxy`].rs))} of its own engine without checks`);
+  console.log(`${load}: gatekeeper = ${pct(g, med(results[`${load}|nginx proxy`].rs))} of nginx proxy (target >= 40%), ${pct(g, med(results[`${load}|bare http-proxy`].rs))} of bare http-proxy (target >= 95%), ${pct(g, med(results[`${load}|bare undici proxy`].rs))} of its own engine without checks; CPU per request ${pct(med(results[`${load}|gatekeeper`].cpu), med(results[`${load}|bare undici proxy`].cpu))} of that engine's`);
 }
 
 // Banned addresses: 10,000 of them. Refusal rate against a server that destroys at accept.
