@@ -245,7 +245,8 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
           const ban = enforcer.bannedNow(peer);
           if (!ban || ban.shadow) return null;
           const now = clock.now();
-          if (!pages.take(peer, now)) return 'reset';
+          // Keyed like the counters: an IPv6 client rotating addresses inside its /64 is one client.
+          if (!pages.take(enforcer.cache.clientKey(peer), now)) return 'reset';
           const page = bannedPage(ban.until, now);
           return (json: boolean) => rawPage(page, json);
         },
