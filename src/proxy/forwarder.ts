@@ -168,9 +168,12 @@ class Exchange {
     }
     try {
       res.writeHead(statusCode, out);
-    } catch {
-      // A header value Node refuses to send (upstream bug): the client gets a clean 502.
-      res.destroy();
+    } catch (err) {
+      // A header Node refuses to send (an upstream bug): the client gets a 502, the upstream
+      // request is dropped, and the attempt is settled as "no answer".
+      this.answered = false;
+      this.onError(err as Error);
+      this.abort?.(err as Error);
       return true;
     }
     this.resume = resume;
