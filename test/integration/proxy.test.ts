@@ -250,6 +250,11 @@ describe('TLS, websockets and slow clients', () => {
       const got = zimbra.reached('/secure').at(-1)!;
       assert.equal(got.headers['x-forwarded-proto'], 'https');
       assert.equal(got.headers['x-forwarded-for'], '127.0.0.3');
+      // A banned address gets no TLS handshake at all: its connection is reset at accept.
+      assert.equal((await runCli(['ban', '127.0.0.4', '--api', gk.url('api', '')])).code, 0);
+      const before = zimbra.requests.length;
+      await assert.rejects(send('127.0.0.4', `https://127.0.0.1:${gk.ports.web}/secure`), (err: NodeJS.ErrnoException) => /ECONNRESET|socket|TLS|closed/i.test(`${err.code} ${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`));
+      assert.equal(zimbra.requests.length, before, 'nothing reached Zimbra');
     } finally {
       await closeAgents();
       await gk.stop();
