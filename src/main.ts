@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -49,6 +50,16 @@ export interface RunningGatekeeper {
   /** Re-reads the config file: applies what can change live, reports what needs a restart. */
   reload(): Promise<ReloadResult>;
   close(): Promise<void>;
+}
+
+/** The soft limit on open files (Linux /proc), or null when it cannot be read or is unlimited. */
+function openFilesLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
@@ -264,6 +275,11 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
     }
     log.info({ listener: name, host: started.host, port: started.port, upstream: target, tls: !!l.tls }, 'listening');
+    const files = openFilesLimit();
+    if (files !== null && files < 2 * config.proxy.maxSockets) {
+      // Each forwarded request holds a client and an upstream socket: past the limit, accept() fails.
+      log.warn({ listener: name, openFilesLimit: files, maxSockets: config.proxy.maxSockets }, `the open files limit (${files}) is below 2 x proxy.maxSockets: raise it (ulimit -n, or ulimits.nofile in compose)`);
+    }
     upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
   }
 

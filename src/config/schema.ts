@@ -109,7 +109,7 @@ export const configSchema = z.strictObject({
     headersTimeout: duration().default(20), //                  a client must send its headers within this (slowloris)
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
-    maxSockets: positiveInt().default(256), //                  upstream connections per listener (keep-alive pool)
+    maxSockets: positiveInt().default(4096), //                 upstream connections per listener; every open webmail tab holds one for its long poll
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
   }).prefault({}),
   notify: z.strictObject({

@@ -90,7 +90,7 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
         } else if (req.url === '/early-hints') {
           res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
           res.end('after hints');
-        } else if (req.url === '/longpoll') {
+        } else if (req.url?.startsWith('/longpoll')) {
           // Like Zimbra's NoOpRequest wait: no answer until something happens (here: never).
         } else {
           res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(s.body || 'ok')) });
@@ -173,6 +173,28 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
     const hints = await fetch(gk.url('web', '/early-hints'));
     assert.equal(hints.status, 200);
     assert.equal(await hints.text(), 'after hints');
+  });
+
+  it('300 open long polls (webmail tabs) do not hold up anyone else', async () => {
+    // Each open Zimbra web client tab keeps a NoOpRequest waiting upstream; the upstream pool must
+    // have room for all of them and for the requests that come meanwhile (the old default was 256).
+    const polls: Socket[] = [];
+    try {
+      for (let i = 0; i < 300; i++) {
+        const socket = connect({ host: '127.0.0.1', port: port() });
+        socket.on('error', () => undefined);
+        socket.write(`GET /longpoll?tab=${i} HTTP/1.1\r\nHost: mail.example.com\r\n\r\n`);
+        polls.push(socket);
+      }
+      await waitFor(() => seen.filter((s) => s.url.startsWith('/longpoll?tab=')).length === 300, 10_000, '300 long polls upstream');
+      const started = Date.now();
+      const r = await fetch(gk.url('web', '/meanwhile'), { signal: AbortSignal.timeout(5000) });
+      assert.equal(r.status, 200);
+      assert.ok(Date.now() - started < 2000, `served in ${Date.now() - started} ms`);
+    } finally {
+      for (const s of polls) s.destroy();
+    }
+    await waitFor(() => seen.filter((s) => s.url.startsWith('/longpoll?tab=') && s.aborted).length === 300, 10_000, 'every long poll aborted upstream').catch((e) => { throw new Error(`${e.message}: ${seen.filter((s) => s.url.startsWith('/longpoll?tab=') && s.aborted).length} of 300`); });
   });
 
   it('a client that gives up on a long poll frees the upstream request at once', async () => {
