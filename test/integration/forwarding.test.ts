@@ -90,6 +90,11 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
         } else if (req.url === '/early-hints') {
           res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
           res.end('after hints');
+        } else if (req.url === '/cut') {
+          // Zimbra dies halfway through an answer.
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000' });
+          res.write('x'.repeat(1000));
+          setTimeout(() => res.socket?.destroy(), 20);
         } else if (req.url?.startsWith('/longpoll')) {
           // Like Zimbra's NoOpRequest wait: no answer until something happens (here: never).
         } else {
@@ -195,6 +200,13 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
       for (const s of polls) s.destroy();
     }
     await waitFor(() => seen.filter((s) => s.url.startsWith('/longpoll?tab=') && s.aborted).length === 300, 10_000, 'every long poll aborted upstream').catch((e) => { throw new Error(`${e.message}: ${seen.filter((s) => s.url.startsWith('/longpoll?tab=') && s.aborted).length} of 300`); });
+  });
+
+  it('an answer cut short upstream is cut short for the client too (never passed off as complete)', async () => {
+    const r = await fetch(gk.url('web', '/cut'));
+    assert.equal(r.status, 200);
+    await assert.rejects(r.text(), 'the body ends in an error, not as a short complete body');
+    assert.equal((await fetch(gk.url('web', '/after-cut'))).status, 200, 'still serving');
   });
 
   it('a client that gives up on a long poll frees the upstream request at once', async () => {
