@@ -142,7 +142,14 @@ export class Gate {
     // Most requests on a login path (the login page itself, a SOAP call that is no AuthRequest
     // without a body to read) are settled here, synchronously.
     if (!needsRequestBody(rule, method, req.headers)) {
-      const login = analyseRequest(rule, req.url ?? '/', req.headers, null);
+      let login: LoginRequest | null;
+      try {
+        login = analyseRequest(rule, req.url ?? '/', req.headers, null);
+      } catch (err) {
+        // Never let a parsing surprise escape a request listener (it would end the process).
+        this.failed(req, res, ip, err as Error);
+        return;
+      }
       if (!login) {
         this.forward(req, res, ip, rule, null, null, undefined);
         return;
