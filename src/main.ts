@@ -275,12 +275,15 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
     }
     log.info({ listener: name, host: started.host, port: started.port, upstream: target, tls: !!l.tls }, 'listening');
-    const files = openFilesLimit();
-    if (files !== null && files < 2 * config.proxy.maxSockets) {
-      // Each forwarded request holds a client and an upstream socket: past the limit, accept() fails.
-      log.warn({ listener: name, openFilesLimit: files, maxSockets: config.proxy.maxSockets }, `the open files limit (${files}) is below 2 x proxy.maxSockets: raise it (ulimit -n, or ulimits.nofile in compose)`);
-    }
     upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
+  }
+
+  // Each forwarded request holds a client and an upstream socket, and every listener has its own
+  // pool of proxy.maxSockets: past the open-files limit, accept() fails.
+  const files = openFilesLimit();
+  const sockets = 2 * config.proxy.maxSockets * forwarders.length;
+  if (files !== null && files < sockets) {
+    log.warn({ openFilesLimit: files, maxSockets: config.proxy.maxSockets, listeners: forwarders.length }, `the open files limit (${files}) is below 2 x proxy.maxSockets per listener (${sockets}): raise it (ulimit -n, or ulimits.nofile in compose)`);
   }
 
   const probe = async (): Promise<void> => {

@@ -198,7 +198,7 @@ export class Enforcer {
     // it through (locally, then in the store for a ban made by another instance).
     if (res && !this.shadow) {
       const ban = this.bannedNow(ip) ?? (res.consumed <= attempts ? await this.safe('ban-check', () => this.store.getBan(key), null) : null);
-      if (ban && ban.until > this.clock.now() && !ban.shadow) {
+      if (ban && !ban.shadow) {
         await this.safe('refund', () => this.ipCounter.reward(key, attempts), undefined);
         await this.refundAccounts(reservedAccounts);
         this.cache.set(ban);

@@ -11,6 +11,7 @@ import { normalizeIp, type CidrSet } from '../net/ip.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer, LoginTicket } from '../policy/enforcer.js';
+import type { Ban } from '../store/ban.js';
 import type { BodyObserver, Forwarder } from './forwarder.js';
 import { bannedPage, sendPage } from './pages.js';
 import { NeedleScanner, readBodyUpTo, replayBody } from './request-body.js';
@@ -96,16 +97,21 @@ export class Gate {
       if (ban.shadow || d.enforcer.shadow) {
         d.metrics.shadowed.inc({ listener: d.name, reason: 'banned' });
       } else {
-        d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
-        if (res) {
-          sendPage(req, res, bannedPage(ban.until, Date.now()));
-        } else {
+        if (res) this.refuseBanned(req, res, ban);
+        else {
+          d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
           req.socket.destroy();
         }
         return null;
       }
     }
     return ip;
+  }
+
+  /** Answers a banned client with the ban page (429, Retry-After, until when). */
+  private refuseBanned(req: IncomingMessage, res: ServerResponse, ban: Ban): void {
+    this.d.metrics.rejections.inc({ listener: this.d.name, reason: 'banned' });
+    sendPage(req, res, bannedPage(ban.until, Date.now()));
   }
 
   /** Overwrites (never appends) the forwarding headers Zimbra reads, so it logs oip= correctly. */
@@ -200,8 +206,7 @@ export class Gate {
     const { d } = this;
     const admission = await d.enforcer.admitLogin(ip, login.accounts, login.attempts);
     if (!admission.allowed && admission.reason === 'banned') {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'banned' });
-      sendPage(req, res, bannedPage(admission.ban.until, Date.now()));
+      this.refuseBanned(req, res, admission.ban);
       return;
     }
     if (!admission.allowed) {

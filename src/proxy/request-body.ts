@@ -45,8 +45,7 @@ export function readBodyUpTo(req: IncomingMessage, cap: number): Promise<ReadBod
 }
 
 /** The buffered head followed by the rest of the request, as one stream for the upstream. */
-export function replayBody(head: readonly Buffer[], rest: IncomingMessage | null): Readable {
-  if (!rest) return Readable.from(head, { objectMode: false });
+export function replayBody(head: readonly Buffer[], rest: IncomingMessage): Readable {
   return Readable.from(
     (async function* () {
       yield* head;

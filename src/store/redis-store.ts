@@ -188,14 +188,7 @@ export class RedisStore implements Store {
       if (op.type === 'unban-all' || (op.type === 'unban' && op.target === target)) return null;
       if (op.type === 'ban' && op.ban.target === target) return op.ban.until > now ? op.ban : null;
     }
-    const raw = await this.redis.get(`${this.prefix}ban:${target}`);
-    if (!raw) return null;
-    try {
-      const ban = JSON.parse(raw) as Ban;
-      return ban.until > now ? ban : null;
-    } catch {
-      return null;
-    }
+    return activeBan(await this.redis.get(`${this.prefix}ban:${target}`), now);
   }
 
   async listBans(): Promise<Ban[]> {
@@ -208,13 +201,8 @@ export class RedisStore implements Store {
       const chunk = targets.slice(i, i + 500);
       const values = await this.redis.mget(...chunk.map((t) => `${p}ban:${t}`));
       for (const v of values) {
-        if (!v) continue;
-        try {
-          const ban = JSON.parse(v) as Ban;
-          if (ban.until > now) out.push(ban);
-        } catch {
-          // a foreign or corrupt value is skipped, not fatal
-        }
+        const ban = activeBan(v, now);
+        if (ban) out.push(ban);
       }
     }
     // Bans written here but not yet flushed are active too.
@@ -266,5 +254,16 @@ export class RedisStore implements Store {
     await Promise.allSettled([this.subscriber.quit(), this.redis.quit()]);
     this.subscriber.disconnect();
     this.redis.disconnect();
+  }
+}
+
+/** A stored ban that is still active at `now`; a missing, expired, foreign or corrupt value is null. */
+function activeBan(raw: string | null, now: number): Ban | null {
+  if (!raw) return null;
+  try {
+    const ban = JSON.parse(raw) as Ban;
+    return ban.until > now ? ban : null;
+  } catch {
+    return null;
   }
 }
