@@ -74,12 +74,15 @@ writeFileSync(join(dir, 'bare.cjs'), `const http=require('http');const httpProxy
 const agent=new http.Agent({keepAlive:true,maxSockets:256});const proxy=httpProxy.createProxyServer({target:'http://127.0.0.1:${P.up}',agent});proxy.on('error',(e,q,s)=>{try{s.writeHead(502);s.end()}catch{}});
 http.createServer((q,s)=>{delete q.headers.connection;proxy.web(q,s)}).listen(${P.bare},'127.0.0.1');`);
 // The same engine as src/proxy/forwarder.ts, with nothing else: what the gatekeeper's checks cost.
+// It must also stop an upstream request whose client left (as the forwarder does): without that, a
+// request cut off by wrk at the end of a run waited forever for 'drain', held its pooled connection,
+// and after a few runs all 256 were held and this contender answered nothing.
 writeFileSync(join(dir, 'undici.cjs'), `const http=require('http');const {Pool}=require(${nm('undici')});
 const pool=new Pool('http://127.0.0.1:${P.up}',{connections:256,pipelining:1,keepAliveTimeout:15000,bodyTimeout:0});
 const HOP=new Set(['connection','keep-alive','proxy-connection','transfer-encoding','te','trailer','upgrade']);
-class H{constructor(res){this.res=res}onConnect(a){this.abort=a}
-onHeaders(st,raw,resume){if(st<200)return true;const o=[];for(let i=0;i<raw.length;i+=2){const k=raw[i].toString('latin1');if(HOP.has(k.toLowerCase()))continue;o.push(k,raw[i+1].toString('latin1'))}this.res.writeHead(st,o);this.res.on('drain',resume);return true}
-onData(c){return this.res.write(c)}onComplete(){this.res.end()}onError(){if(!this.res.headersSent){this.res.writeHead(502);this.res.end()}else this.res.destroy()}}
+class H{constructor(res){this.res=res;this.done=false;res.on('close',()=>{if(!this.done){this.done=true;this.abort?.(new Error('client gone'))}})}onConnect(a){this.abort=a}
+onHeaders(st,raw,resume){if(st<200)return true;const o=[];for(let i=0;i<raw.length;i+=2){const k=raw[i].toString('latin1');if(HOP.has(k.toLowerCase()))continue;o.push(k,raw[i+1].toString('latin1'))}this.res.writeHead(st,o);this.resume=resume;return true}
+onData(c){if(this.res.destroyed||this.res.write(c))return true;this.res.once('drain',this.resume);return false}onComplete(){this.done=true;this.res.end()}onError(){if(this.done)return;this.done=true;if(!this.res.headersSent){this.res.writeHead(502);this.res.end()}else this.res.destroy()}}
 http.createServer((q,s)=>{const h=q.headers;delete h.connection;pool.dispatch({path:q.url,method:q.method,headers:h,body:null},new H(s))}).listen(${P.undici},'127.0.0.1');`);
 const nodeEnv = { env: { ...process.env, NODE_OPTIONS } };
 pids['bare http-proxy'] = pin(0, process.execPath, [join(dir, 'bare.cjs')], nodeEnv).pid;

@@ -196,7 +196,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     const l = config.listen[name];
     if (!l) continue;
     const target = config.zimbra[name];
-    const latency = metrics.upstreamLatency.labels({ listener: name });
+    const latency = metrics.upstreamLatency.series(name);
     const forwarder = new Forwarder({
       target,
       tlsVerify: config.zimbra.tlsVerify,

@@ -55,12 +55,14 @@ export function analyseRequest(rule: HttpRule, url: string, headers: IncomingHtt
       return b.present ? { rule, accounts: accountsOf(b.user), attempts: 1, secondFactor: false } : null;
     }
     case 'preauth': {
+      if (!url.includes('?')) return null;
       const q = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
       if (!q.get('preauth')) return null;
       return { rule, accounts: accountsOf(q.get('account') ?? undefined), attempts: 1, secondFactor: false };
     }
     case 'form': {
       // login.jsp reads request parameters, which come from the query string and the form body alike.
+      if (!body && !url.includes('?')) return null; // the login page itself: nothing to read
       const params = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
       if (body) for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
       if (params.get('loginOp') !== 'login') return null;

@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { TallyHistogram } from './tally-histogram.js';
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 /**
  * Every Prometheus metric, in one place. Labels never carry an address or a user name.
@@ -6,11 +9,22 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class Metrics {
   readonly registry = new Registry();
 
+  /** Per listener, answered requests by status class not yet added to `requests` (see requestTally). */
+  private readonly requestTallies = new Map<string, Float64Array>();
   readonly requests = new Counter({
     name: 'gatekeeper_requests_total',
     help: 'Requests answered, by listener and status class',
     labelNames: ['listener', 'status_class'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const [listener, tally] of this.requestTallies) {
+        for (let i = 0; i < tally.length; i++) {
+          if (tally[i] === 0) continue;
+          this.requests.inc({ listener, status_class: STATUS_CLASSES[i]! }, tally[i]);
+          tally[i] = 0;
+        }
+      }
+    },
   });
   readonly logins = new Counter({
     name: 'gatekeeper_logins_total',
@@ -53,13 +67,14 @@ export class Metrics {
     labelNames: ['listener', 'kind'] as const,
     registers: [this.registry],
   });
-  readonly upstreamLatency = new Histogram({
-    name: 'gatekeeper_upstream_response_seconds',
-    help: 'Time from forwarding a request to the upstream response headers',
-    labelNames: ['listener'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
+  /** Observed on every forwarded request: a TallyHistogram (prom-client's resolves labels per call). */
+  readonly upstreamLatency = new TallyHistogram(
+    'gatekeeper_upstream_response_seconds',
+    'Time from forwarding a request to the upstream response headers',
+    'listener',
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    this.registry,
+  );
   readonly storeErrors = new Counter({
     name: 'gatekeeper_store_errors_total',
     help: 'Failed store operations (the request path falls back to memory)',
@@ -127,6 +142,20 @@ export class Metrics {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+
+  /**
+   * Answered requests of one listener, counted on every response: `tally[statusCode / 100 - 1] += 1`.
+   * Plain numbers on the request path (prom-client's inc() resolves its label set per call); they are
+   * added to gatekeeper_requests_total whenever the registry is read.
+   */
+  requestTally(listener: string): Float64Array {
+    let tally = this.requestTallies.get(listener);
+    if (!tally) {
+      tally = new Float64Array(STATUS_CLASSES.length);
+      this.requestTallies.set(listener, tally);
+    }
+    return tally;
+  }
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatekeeper_process_' });

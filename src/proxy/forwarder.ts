@@ -96,18 +96,13 @@ function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
   return out;
 }
 
-/** Header names the upstream's Connection header lists (they are hop-by-hop too), if any. */
-function connectionTokens(raw: readonly Buffer[]): Set<string> | null {
-  let out: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length !== 10 || name.toString('latin1').toLowerCase() !== 'connection') continue;
-    for (const t of raw[i + 1]!.toString('latin1').split(',')) {
-      const token = t.trim().toLowerCase();
-      if (token && token !== 'close' && token !== 'keep-alive') (out ??= new Set()).add(token);
-    }
+/** Adds the header names a Connection header value lists (hop-by-hop too) to `into`. */
+function connectionTokens(value: Buffer, into: Set<string> | null): Set<string> | null {
+  for (const t of value.toString('latin1').split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token && token !== 'close' && token !== 'keep-alive') (into ??= new Set()).add(token);
   }
-  return out;
+  return into;
 }
 
 const EXCHANGE = Symbol('gatekeeper.exchange');
@@ -158,13 +153,22 @@ class Exchange {
     this.f.onResponse?.(Date.now() - this.start);
     if (call?.tap) this.observer = call.tap({ statusCode, headers: headerObject(raw) });
     if (res.destroyed) return true;
-    const named = connectionTokens(raw);
-    const out: string[] = [];
+    // One pass over the raw headers; the rare Connection header naming others is applied after.
+    let named: Set<string> | null = null;
+    let out: string[] = [];
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1');
       const lower = name.toLowerCase();
-      if (RESPONSE_HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+      if (RESPONSE_HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') named = connectionTokens(raw[i + 1]!, named);
+        continue;
+      }
       out.push(name, raw[i + 1]!.toString('latin1'));
+    }
+    if (named) {
+      const kept: string[] = [];
+      for (let i = 0; i < out.length; i += 2) if (!named.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+      out = kept;
     }
     try {
       res.writeHead(statusCode, out);

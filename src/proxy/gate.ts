@@ -47,10 +47,10 @@ const MAX_RESPONSE_INSPECT = 256 * 1024;
  */
 export class Gate {
   constructor(private d: GateDeps) {
-    // prom-client resolves a label set on every inc(): resolve the five status classes once.
-    const byClass = ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => d.metrics.requests.labels({ listener: d.name, status_class: c }));
+    const tally = d.metrics.requestTally(d.name);
     this.counted = function (this: ServerResponse): void {
-      byClass[Math.floor(this.statusCode / 100) - 1]?.inc();
+      const i = Math.floor(this.statusCode / 100) - 1;
+      if (i >= 0 && i < tally.length) tally[i] += 1;
     };
   }
 
