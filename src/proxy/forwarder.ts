@@ -98,7 +98,10 @@ function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
 
 /** Adds the header names a Connection header value lists (hop-by-hop too) to `into`. */
 function connectionTokens(value: Buffer, into: Set<string> | null): Set<string> | null {
-  for (const t of value.toString('latin1').split(',')) {
+  const text = value.toString('latin1');
+  // nginx and Jetty send `Connection: keep-alive` (or close) on every answer: nothing to parse.
+  if (text.length <= 10 && /^(?:keep-alive|close)$/i.test(text)) return into;
+  for (const t of text.split(',')) {
     const token = t.trim().toLowerCase();
     if (token && token !== 'close' && token !== 'keep-alive') (into ??= new Set()).add(token);
   }
