@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
+# Node 24 (active LTS): Node 20 reached end of life on 2026-04-30 and gets no security fixes.
+# CI runs the whole test suite on Node 24 as well as on the build machine's Node (.ci/run).
 # Build stage: compile TypeScript, then keep only production dependencies.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -9,7 +11,7 @@ COPY test ./test
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 # Runtime: slim Node image; nft/ipset/iptables for the firewall agent (which runs as root with NET_ADMIN).
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 RUN apt-get update \
   && apt-get install -y --no-install-recommends nftables ipset iptables \
   && rm -rf /var/lib/apt/lists/*
