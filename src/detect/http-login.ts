@@ -55,8 +55,9 @@ export function analyseRequest(rule: HttpRule, url: string, headers: IncomingHtt
       return b.present ? { rule, accounts: accountsOf(b.user), attempts: 1, secondFactor: false } : null;
     }
     case 'preauth': {
-      if (!url.includes('?')) return null;
-      const q = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+      const mark = url.indexOf('?');
+      if (mark === -1) return null;
+      const q = new URLSearchParams(url.slice(mark + 1));
       if (!q.get('preauth')) return null;
       return { rule, accounts: accountsOf(q.get('account') ?? undefined), attempts: 1, secondFactor: false };
     }

@@ -60,14 +60,27 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-autho
 /** Response headers never passed back: they describe our pooled connection, not the client's. */
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
+const NO_NAMES: readonly string[] = [];
+
+/**
+ * The header names a Connection header value lists, lower-cased: they are hop-by-hop too (RFC 9110
+ * §7.6.1). `close` and `keep-alive` are connection options, not header names.
+ */
+function connectionNames(value: string): readonly string[] {
+  // Browsers, nginx and Jetty send just `keep-alive` or `close`, on nearly every message: nothing to split.
+  if (value.length <= 10 && /^(?:keep-alive|close)$/i.test(value)) return NO_NAMES;
+  const out: string[] = [];
+  for (const t of value.split(',')) {
+    const name = t.trim().toLowerCase();
+    if (name && name !== 'close' && name !== 'keep-alive') out.push(name);
+  }
+  return out;
+}
+
 /** Removes hop-by-hop headers (and the ones named in Connection), keeping Upgrade for websockets. */
 export function stripHopByHop(headers: http.IncomingHttpHeaders, keepUpgrade: boolean): void {
-  const named = headers.connection;
-  if (named) {
-    for (const h of named.split(',')) {
-      const name = h.trim().toLowerCase();
-      if (name && name !== 'upgrade' && name !== 'close' && name !== 'keep-alive') delete headers[name];
-    }
+  if (headers.connection) {
+    for (const name of connectionNames(headers.connection)) if (name !== 'upgrade') delete headers[name];
   }
   for (const h of HOP_BY_HOP) {
     if (keepUpgrade && (h === 'connection' || h === 'upgrade')) continue;
@@ -94,18 +107,6 @@ function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
     else out[k] = prev === undefined ? v : `${prev as string}, ${v}`;
   }
   return out;
-}
-
-/** Adds the header names a Connection header value lists (hop-by-hop too) to `into`. */
-function connectionTokens(value: Buffer, into: Set<string> | null): Set<string> | null {
-  const text = value.toString('latin1');
-  // nginx and Jetty send `Connection: keep-alive` (or close) on every answer: nothing to parse.
-  if (text.length <= 10 && /^(?:keep-alive|close)$/i.test(text)) return into;
-  for (const t of text.split(',')) {
-    const token = t.trim().toLowerCase();
-    if (token && token !== 'close' && token !== 'keep-alive') (into ??= new Set()).add(token);
-  }
-  return into;
 }
 
 const EXCHANGE = Symbol('gatekeeper.exchange');
@@ -163,7 +164,7 @@ class Exchange {
       const name = raw[i]!.toString('latin1');
       const lower = name.toLowerCase();
       if (RESPONSE_HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') named = connectionTokens(raw[i + 1]!, named);
+        if (lower === 'connection') for (const n of connectionNames(raw[i + 1]!.toString('latin1'))) (named ??= new Set()).add(n);
         continue;
       }
       out.push(name, raw[i + 1]!.toString('latin1'));
