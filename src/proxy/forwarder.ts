@@ -147,7 +147,10 @@ class Exchange {
   }
 
   onConnect(abort: (err?: Error) => void): void {
-    this.abort = abort;
+    // The client may have left while the request waited for a free upstream connection: the
+    // request must not reach Zimbra (a login would be counted, a write would be done, for nobody).
+    if (this.finished) abort(new Error('client closed the connection'));
+    else this.abort = abort;
   }
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {

@@ -220,3 +220,45 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
     assert.equal((await fetch(gk.url('web', '/after'))).status, 200);
   });
 });
+
+describe('forwarding: requests waiting for an upstream connection (proxy.maxSockets reached)', () => {
+  let upstream: http.Server;
+  let gk: GatekeeperProcess;
+  const urls: string[] = [];
+
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      urls.push(req.url ?? '');
+      if (req.url === '/longpoll') return; // held until the client gives up
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+      res.end('ok');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    gk = await startGatekeeper(testConfig(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, { proxy: { maxSockets: 1 } }));
+  });
+  after(async () => {
+    await gk.stop();
+    upstream.closeAllConnections();
+    await new Promise((r) => upstream.close(r));
+  });
+
+  it('a request whose client left while it waited is never sent upstream', async () => {
+    const send = (path: string): Socket => {
+      const socket = connect({ host: '127.0.0.1', port: Number(new URL(gk.url('web', '/')).port) });
+      socket.on('error', () => undefined);
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: mail.example.com\r\n\r\n`);
+      return socket;
+    };
+    const poll = send('/longpoll'); // holds the only upstream connection
+    await waitFor(() => urls.includes('/longpoll'), 3000, 'the long poll reached the upstream');
+    const waiting = send('/left-while-waiting');
+    await new Promise((r) => setTimeout(r, 200)); // queued in the gatekeeper behind the long poll
+    waiting.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    poll.destroy(); // frees the connection
+    const r = await fetch(gk.url('web', '/next'), { signal: AbortSignal.timeout(5000) });
+    assert.equal(r.status, 200);
+    const forwarded = urls.filter((u) => u !== '/'); // '/' is the gatekeeper's own health probe
+    assert.deepEqual(forwarded, ['/longpoll', '/next'], 'the abandoned request never reached Zimbra');
+  });
+});
