@@ -201,8 +201,6 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       target,
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
-      concurrency: config.proxy.upstreamConcurrency,
-      freshMs: config.proxy.upstreamSlowAfter * 1000,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
       onResponse: (elapsedMs) => latency.observe(elapsedMs / 1000),
       onError: (req, kind, err) => {
@@ -219,7 +217,6 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         ),
     });
     forwarders.push(forwarder);
-    metrics.watchUpstream(name, forwarder);
     let port = 0;
     const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
     const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });

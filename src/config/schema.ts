@@ -110,8 +110,6 @@ export const configSchema = z.strictObject({
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(4096), //                 upstream connections per listener; every open webmail tab holds one for its long poll
-    upstreamConcurrency: z.number({ error: 'is not a whole number of requests (0 = no limit)' }).int({ error: 'is not a whole number of requests (0 = no limit)' }).min(0, { error: 'is not a whole number of requests (0 = no limit)' }).default(64), // requests in flight to Zimbra per listener before others wait their turn (0 = no limit) ...
-    upstreamSlowAfter: duration().refine((s) => s > 0 && s <= 10, { error: 'must be more than 0 and at most 10s' }).default(0.25), // ... counting only those sent within this: a long poll never holds anyone up longer
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
   }).prefault({}),
   notify: z.strictObject({

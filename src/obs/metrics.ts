@@ -75,26 +75,6 @@ export class Metrics {
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     this.registry,
   );
-  /** Per listener, where the upstream pool's figures are read when the registry is collected. */
-  private readonly upstreamPools = new Map<string, { readonly waiting: number; readonly connections: number }>();
-  readonly upstreamWaiting = new Gauge({
-    name: 'gatekeeper_upstream_waiting',
-    help: 'Requests waiting their turn to go to the upstream (proxy.upstreamConcurrency reached), by listener',
-    labelNames: ['listener'] as const,
-    registers: [this.registry],
-    collect: () => {
-      for (const [listener, pool] of this.upstreamPools) this.upstreamWaiting.set({ listener }, pool.waiting);
-    },
-  });
-  readonly upstreamConnections = new Gauge({
-    name: 'gatekeeper_upstream_connections',
-    help: 'Upstream connections opened (in use, idle, or closed by keep-alive and reopened on use), by listener',
-    labelNames: ['listener'] as const,
-    registers: [this.registry],
-    collect: () => {
-      for (const [listener, pool] of this.upstreamPools) this.upstreamConnections.set({ listener }, pool.connections);
-    },
-  });
   readonly storeErrors = new Counter({
     name: 'gatekeeper_store_errors_total',
     help: 'Failed store operations (the request path falls back to memory)',
@@ -168,11 +148,6 @@ export class Metrics {
    * Plain numbers on the request path (prom-client's inc() resolves its label set per call); they are
    * added to gatekeeper_requests_total whenever the registry is read.
    */
-  /** Reports a listener's upstream pool in gatekeeper_upstream_waiting and gatekeeper_upstream_connections. */
-  watchUpstream(listener: string, pool: { readonly waiting: number; readonly connections: number }): void {
-    this.upstreamPools.set(listener, pool);
-  }
-
   requestTally(listener: string): Float64Array {
     let tally = this.requestTallies.get(listener);
     if (!tally) {

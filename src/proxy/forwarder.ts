@@ -2,12 +2,11 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
-import type { Dispatcher } from 'undici';
-import { UpstreamPool, type PooledRequest } from './upstream-pool.js';
+import { Pool } from 'undici';
 
 /*
  * The only module that talks to the upstream. Two engines, each where it is best:
- * - HTTP requests go through undici Clients (keep-alive; admission and reuse in upstream-pool.ts) with a raw dispatch
+ * - HTTP requests go through an undici Pool (keep-alive, bounded connections) with a raw dispatch
  *   handler that writes straight into the client's response: no intermediate streams, no header
  *   objects unless detection asks for them. Measured side by side on this hardware (npm run bench),
  *   http-proxy 1.18 reached about a quarter of nginx-as-proxy's request rate; this path is what lets
@@ -25,9 +24,6 @@ export interface ForwarderOptions {
   readonly target: string;
   readonly tlsVerify: boolean;
   readonly maxSockets: number;
-  /** At most this many requests sent within the last `freshMs` and unanswered (0: no limit); see upstream-pool.ts. */
-  readonly concurrency: number;
-  readonly freshMs: number;
   readonly upstreamTimeoutMs: number;
   /** The upstream answered (headers received) after `elapsedMs`. */
   readonly onResponse?: ((elapsedMs: number) => void) | undefined;
@@ -124,9 +120,7 @@ function onResponseClose(this: ResponseWithExchange): void {
  * One forwarded request: undici's dispatch handler (its raw-header interface, which skips building
  * a header object per response) writing into the client's response with backpressure.
  */
-class Exchange implements PooledRequest {
-  admittedAt = 0;
-  counted = false;
+class Exchange {
   private abort: ((err?: Error) => void) | null = null;
   private resume: (() => void) | null = null;
   private observer: BodyObserver | undefined = undefined;
@@ -135,8 +129,6 @@ class Exchange implements PooledRequest {
 
   constructor(
     private readonly f: ForwarderOptions,
-    private readonly pool: UpstreamPool,
-    readonly opts: Dispatcher.DispatchOptions,
     private readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
     private readonly call: ForwardCall | undefined,
@@ -146,16 +138,10 @@ class Exchange implements PooledRequest {
     res.on('close', onResponseClose); // one shared listener: no closure per request
   }
 
-  /** The client left before the request was sent: it is not sent. */
-  get abandoned(): boolean {
-    return this.finished;
-  }
-
   /** The client went away first: stop the upstream request (a long poll would hold a pooled connection). */
   clientClosed(): void {
     if (this.finished) return;
     this.finished = true;
-    this.pool.release(this);
     this.observer?.end(false);
     this.abort?.(new Error('client closed the connection'));
   }
@@ -217,13 +203,11 @@ class Exchange implements PooledRequest {
   onComplete(): void {
     if (this.finished) return;
     this.finished = true;
-    this.pool.release(this);
     this.observer?.end(true);
     this.res.end();
   }
 
   onError(err: Error): void {
-    this.pool.release(this);
     if (this.finished) return;
     this.finished = true;
     const { req, res } = this;
@@ -238,7 +222,7 @@ class Exchange implements PooledRequest {
 }
 
 export class Forwarder {
-  private readonly pool: UpstreamPool;
+  private readonly pool: Pool;
   private readonly prefix: string;
   private readonly wsProxy: httpProxy;
   private readonly wsAgent: http.Agent;
@@ -247,19 +231,15 @@ export class Forwarder {
     const url = new URL(options.target);
     const secure = url.protocol === 'https:';
     this.prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-    // No pipelining (the pool's clients never pipeline): Zimbra long-polls, and one slow answer
-    // would hold the ones behind it.
-    this.pool = new UpstreamPool(url.origin, {
-      limit: options.concurrency,
-      freshMs: options.freshMs,
-      max: options.maxSockets,
-      client: {
-        keepAliveTimeout: 15_000,
-        headersTimeout: options.upstreamTimeoutMs, // no answer in this time: 504
-        bodyTimeout: 0, // a streaming answer (a large attachment, a long poll) is never an upstream timeout
-        connect: { rejectUnauthorized: options.tlsVerify, timeout: 10_000 },
-      },
+    this.pool = new Pool(url.origin, {
+      connections: options.maxSockets,
+      pipelining: 1, // no pipelining: Zimbra long-polls, and one slow answer would hold the ones behind it
+      keepAliveTimeout: 15_000,
+      headersTimeout: options.upstreamTimeoutMs, // no answer in this time: 504
+      bodyTimeout: 0, // a streaming answer (a large attachment, a long poll) is never an upstream timeout
+      connect: { rejectUnauthorized: options.tlsVerify, timeout: 10_000 },
     });
+    this.pool.on('connectionError', () => undefined); // reported per request through onError
     this.wsAgent = secure ? new https.Agent({ rejectUnauthorized: options.tlsVerify }) : new http.Agent();
     this.wsProxy = httpProxy.createProxyServer({ target: options.target, agent: this.wsAgent, secure: options.tlsVerify, xfwd: false, changeOrigin: false, ws: true });
     this.wsProxy.on('error', (err: Error, req, socket) => {
@@ -268,25 +248,19 @@ export class Forwarder {
     });
   }
 
-  /** Requests waiting their turn (upstream concurrency reached). */
-  get waiting(): number {
-    return this.pool.waiting;
-  }
-
-  /** Upstream connections opened. */
-  get connections(): number {
-    return this.pool.connections;
-  }
-
   /** Forwards an HTTP request. The caller has already set the forwarding headers. */
   web(req: http.IncomingMessage, res: http.ServerResponse, call?: ForwardCall): void {
     const headers = req.headers;
     // Requests carry a body only when they say so (RFC 9112 §6.3); stripping removes transfer-encoding.
     const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
     stripHopByHop(headers, false);
+    const handler = new Exchange(this.options, req, res, call, Date.now());
     const body = call?.body ?? (hasBody ? req : null);
-    const opts = { path: this.prefix + (req.url ?? '/'), method: req.method ?? 'GET', headers, body };
-    this.pool.dispatch(new Exchange(this.options, this.pool, opts, req, res, call, Date.now()));
+    try {
+      this.pool.dispatch({ path: this.prefix + (req.url ?? '/'), method: req.method ?? 'GET', headers, body }, handler);
+    } catch (err) {
+      handler.onError(err as Error);
+    }
   }
 
   /** Forwards a websocket upgrade. */
@@ -299,6 +273,6 @@ export class Forwarder {
   close(): void {
     this.wsProxy.close();
     this.wsAgent.destroy();
-    void this.pool.close();
+    void this.pool.destroy().catch(() => undefined);
   }
 }
