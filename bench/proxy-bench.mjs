@@ -152,6 +152,9 @@ console.log('');
 for (const [load] of LOADS) {
   const g = med(results[`${load}|gatekeeper`].rs);
   console.log(`${load}: gatekeeper = ${pct(g, med(results[`${load}|nginx proxy`].rs))} of nginx proxy (target >= 40%), ${pct(g, med(results[`${load}|bare http-proxy`].rs))} of bare http-proxy (target >= 95%), ${pct(g, med(results[`${load}|bare undici proxy`].rs))} of its own engine without checks; CPU per request ${pct(med(results[`${load}|gatekeeper`].cpu), med(results[`${load}|bare undici proxy`].cpu))} of that engine's`);
+  // The same ratio round by round: the contenders of one round ran back to back, so each pair shares
+  // the machine's state, and the spread shows how much of a difference this machine's noise can make.
+  if (RUNS > 1) console.log(`  per round, gatekeeper / nginx proxy: ${results[`${load}|gatekeeper`].rs.map((x, i) => pct(x, results[`${load}|nginx proxy`].rs[i])).join(', ')}`);
 }
 
 // Banned addresses: 10,000 of them. Refusal rate against a server that destroys at accept.
