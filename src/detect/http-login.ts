@@ -63,8 +63,9 @@ export function analyseRequest(rule: HttpRule, url: string, headers: IncomingHtt
     }
     case 'form': {
       // login.jsp reads request parameters, which come from the query string and the form body alike.
-      if (!body && !url.includes('?')) return null; // the login page itself: nothing to read
-      const params = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+      const mark = url.indexOf('?');
+      if (!body && mark === -1) return null; // the login page itself: nothing to read
+      const params = new URLSearchParams(mark === -1 ? '' : url.slice(mark + 1));
       if (body) for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
       if (params.get('loginOp') !== 'login') return null;
       const username = params.get('username') ?? '';
