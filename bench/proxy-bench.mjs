@@ -25,6 +25,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort } from '../dist/test/helpers/redis-server.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'logins-only': { type: 'boolean', default: false }, runs: { type: 'string' }, duration: { type: 'string' } } });
 const RUNS = Number(values.runs ?? (values.quick ? 1 : 3));
@@ -41,7 +42,6 @@ const pin = (core, cmd, args, opts = {}) => {
   procs.push(p);
   return p;
 };
-const freePort = () => new Promise((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
 const waitHttp = async (url) => { for (let i = 0; i < 200; i++) { try { await fetch(url); return; } catch { await new Promise((r) => setTimeout(r, 50)); } } throw new Error(`${url} did not come up`); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // nginx masters are stopped with SIGTERM so that they take their workers with them.
@@ -49,7 +49,10 @@ const cleanup = () => { for (const p of procs) try { p.kill(p.nginx ? 'SIGTERM' 
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 
-const P = { up: await freePort(), ngx: await freePort(), bare: await freePort(), undici: await freePort(), gk: await freePort(), api: await freePort(), redis: await freePort(), sink: await freePort() };
+// Ports below the ephemeral range (the tests' helper), distinct from each other.
+const taken = new Set();
+const newPort = async () => { for (;;) { const p = await freePort(); if (!taken.has(p)) { taken.add(p); return p; } } };
+const P = { up: await newPort(), ngx: await newPort(), bare: await newPort(), undici: await newPort(), gk: await newPort(), api: await newPort(), redis: await newPort(), sink: await newPort() };
 const body = 'x'.repeat(2048);
 // Zimbra's answer to a wrong password in a JSON SOAP AuthRequest (HTTP 500, account.AUTH_FAILED).
 const fault = JSON.stringify({ Body: { Fault: { Code: { Value: 'soap:Sender' }, Reason: { Text: 'authentication failed for [bench@example.com]' }, Detail: { Error: { Code: 'account.AUTH_FAILED', _jsns: 'urn:zimbra' } } } }, _jsns: 'urn:zimbraSoap' });

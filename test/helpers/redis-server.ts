@@ -1,19 +1,41 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** The lowest port the kernel hands out to outgoing connections (32768 when unreadable). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 2048 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free loopback port for a server that a test starts later (redis-server, nginx, a process given its ports).
+ * Picked below the kernel's ephemeral range: a port from listen(0) lies inside it, and between close() and the
+ * server's own bind an outgoing connection of a test running in parallel can take it (EADDRINUSE in CI).
+ */
+export async function freePort(): Promise<number> {
+  const top = ephemeralLow() - 1;
+  const bottom = Math.max(1025, top - 20000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = bottom + Math.floor(Math.random() * (top - bottom + 1));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port found in ${bottom}-${top}`);
 }
 
 export interface RedisServer {
