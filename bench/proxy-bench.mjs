@@ -9,8 +9,9 @@
 //   the gatekeeper with Redis, ban checks, admin allowlist, detection and counting on.
 // Every server is pinned to core 0, wrk and the Node load clients to core 1 (taskset). Node
 // contenders run with the same NODE_OPTIONS as the Docker image. Each contender is warmed up
-// (JIT: 12 s once, then 2 s before each load) before it is measured; runs are interleaved (run 1 of every contender, then run 2, ...)
-// so that drift on a shared machine hits all alike. Medians (min–max) and ratios are printed.
+// (JIT: 12 s once, then 2 s before each load) before it is measured; runs are interleaved (run 1
+// of every contender, then run 2, ...) so that drift on a shared machine hits all alike. Medians
+// (min–max) and ratios are printed.
 //
 // Loads: wrk keep-alive at 50 and 200 connections; a new connection per request (Connection:
 // close); refusal rate for connections from 10,000 banned addresses against a server that destroys
