@@ -69,10 +69,15 @@ http { access_log off; ${temp(1)} keepalive_requests 1000000;
     location = /service/soap/AuthRequest { default_type application/json; return 500 '${fault}'; }
   }
 }`);
+// nginx as the reverse proxy in front of Zimbra: it hands the upstream the same forwarding headers as
+// the gatekeeper does and as this project's own edge config does (nginx/templates/gatekeeper.conf.template),
+// so both proxies do the same work and the upstream on the same core parses the same requests.
 writeFileSync(join(dir, 'proxy.conf'), `worker_processes 1; pid ${dir}/nginx2.pid; error_log stderr error; events { worker_connections 16384; }
 http { access_log off; ${temp(2)} keepalive_requests 1000000;
   upstream up { server 127.0.0.1:${P.up}; keepalive 256; }
-  server { listen 127.0.0.1:${P.ngx}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header X-Forwarded-For $remote_addr; } }
+  server { listen 127.0.0.1:${P.ngx}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+    proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Port $server_port; proxy_set_header Forwarded ""; } }
 }`);
 const pids = {};
 for (const conf of ['nginx.conf', 'proxy.conf']) pin(0, 'nginx', ['-c', join(dir, conf), '-g', 'daemon off;']).nginx = true;
