@@ -58,6 +58,14 @@ function readResponse(socket: Socket): Promise<{ head: string; body: string }> {
   });
 }
 
+/** Sends a GET on a new raw connection and leaves it open (a long poll, a client about to leave). */
+function openGet(port: number, path: string): Socket {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: mail.example.com\r\n\r\n`);
+  return socket;
+}
+
 describe('forwarding: HTTP semantics through the gatekeeper', () => {
   let upstream: http.Server;
   let gk: GatekeeperProcess;
@@ -185,12 +193,7 @@ describe('forwarding: HTTP semantics through the gatekeeper', () => {
     // have room for all of them and for the requests that come meanwhile (the old default was 256).
     const polls: Socket[] = [];
     try {
-      for (let i = 0; i < 300; i++) {
-        const socket = connect({ host: '127.0.0.1', port: port() });
-        socket.on('error', () => undefined);
-        socket.write(`GET /longpoll?tab=${i} HTTP/1.1\r\nHost: mail.example.com\r\n\r\n`);
-        polls.push(socket);
-      }
+      for (let i = 0; i < 300; i++) polls.push(openGet(port(), `/longpoll?tab=${i}`));
       await waitFor(() => seen.filter((s) => s.url.startsWith('/longpoll?tab=')).length === 300, 10_000, '300 long polls upstream');
       const started = Date.now();
       const r = await fetch(gk.url('web', '/meanwhile'), { signal: AbortSignal.timeout(5000) });
@@ -243,15 +246,10 @@ describe('forwarding: requests waiting for an upstream connection (proxy.maxSock
   });
 
   it('a request whose client left while it waited is never sent upstream', async () => {
-    const send = (path: string): Socket => {
-      const socket = connect({ host: '127.0.0.1', port: Number(new URL(gk.url('web', '/')).port) });
-      socket.on('error', () => undefined);
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: mail.example.com\r\n\r\n`);
-      return socket;
-    };
-    const poll = send('/longpoll'); // holds the only upstream connection
+    const port = gk.ports.web!;
+    const poll = openGet(port, '/longpoll'); // holds the only upstream connection
     await waitFor(() => urls.includes('/longpoll'), 3000, 'the long poll reached the upstream');
-    const waiting = send('/left-while-waiting');
+    const waiting = openGet(port, '/left-while-waiting');
     await new Promise((r) => setTimeout(r, 200)); // queued in the gatekeeper behind the long poll
     waiting.destroy();
     await new Promise((r) => setTimeout(r, 200));
