@@ -2,15 +2,16 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { Pool } from 'undici';
+import { UpstreamPool, type UpstreamHandler } from './upstream-pool.js';
 
 /*
  * The only module that talks to the upstream. Two engines, each where it is best:
- * - HTTP requests go through an undici Pool (keep-alive, bounded connections) with a raw dispatch
- *   handler that writes straight into the client's response: no intermediate streams, no header
- *   objects unless detection asks for them. Measured side by side on this hardware (npm run bench),
- *   http-proxy 1.18 reached about a quarter of nginx-as-proxy's request rate; this path is what lets
- *   the gatekeeper stay in front of every webmail request.
+ * - HTTP requests go through the gatekeeper's own keep-alive pool (upstream-pool.ts: bounded
+ *   connections, strict response framing) with a handler that writes straight into the client's
+ *   response: no intermediate streams, no header objects unless detection asks for them. Measured
+ *   side by side on this hardware (npm run bench), http-proxy 1.18 reached about a quarter of
+ *   nginx-as-proxy's request rate and an undici Pool about 40%; this path is what lets the
+ *   gatekeeper stay in front of every webmail request.
  * - Websocket upgrades go through npm `http-proxy` (unmaintained since 2020), kept inside this file
  *   with what it gets wrong fixed once: an `error` listener always attached (it would otherwise kill
  *   the process), hop-by-hop headers stripped.
@@ -90,18 +91,18 @@ export function stripHopByHop(headers: http.IncomingHttpHeaders, keepUpgrade: bo
 
 function errorKind(err: NodeJS.ErrnoException): UpstreamErrorKind {
   const code = err.code ?? '';
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return 'timeout';
+  if (code === 'UPSTREAM_HEADERS_TIMEOUT' || code === 'UPSTREAM_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return 'timeout';
   if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'refused';
-  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') return 'reset';
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UPSTREAM_CLOSED') return 'reset';
   return 'other';
 }
 
-/** Lower-cased header object from undici's raw [name, value, …] list, the shape Node gives. */
-function headerObject(raw: readonly Buffer[]): http.IncomingHttpHeaders {
+/** Lower-cased header object from the raw [name, value, …] list, the shape Node gives. */
+function headerObject(raw: readonly string[]): http.IncomingHttpHeaders {
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toString('latin1').toLowerCase();
-    const v = raw[i + 1]!.toString('latin1');
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
     const prev = out[k];
     if (k === 'set-cookie') out[k] = Array.isArray(prev) ? [...prev, v] : [v];
     else out[k] = prev === undefined ? v : `${prev as string}, ${v}`;
@@ -117,10 +118,10 @@ function onResponseClose(this: ResponseWithExchange): void {
 }
 
 /**
- * One forwarded request: undici's dispatch handler (its raw-header interface, which skips building
- * a header object per response) writing into the client's response with backpressure.
+ * One forwarded request: the pool's handler (raw headers, no header object per response) writing
+ * into the client's response with backpressure.
  */
-class Exchange {
+class Exchange implements UpstreamHandler {
   private abort: ((err?: Error) => void) | null = null;
   private resume: (() => void) | null = null;
   private observer: BodyObserver | undefined = undefined;
@@ -153,7 +154,7 @@ class Exchange {
     else this.abort = abort;
   }
 
-  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
+  onHeaders(statusCode: number, raw: string[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx informational: not passed on
     const { res, call } = this;
     this.answered = true;
@@ -164,13 +165,13 @@ class Exchange {
     let named: Set<string> | null = null;
     let out: string[] = [];
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1');
+      const name = raw[i]!;
       const lower = name.toLowerCase();
       if (RESPONSE_HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') for (const n of connectionNames(raw[i + 1]!.toString('latin1'))) (named ??= new Set()).add(n);
+        if (lower === 'connection') for (const n of connectionNames(raw[i + 1]!)) (named ??= new Set()).add(n);
         continue;
       }
-      out.push(name, raw[i + 1]!.toString('latin1'));
+      out.push(name, raw[i + 1]!);
     }
     if (named) {
       const kept: string[] = [];
@@ -222,7 +223,7 @@ class Exchange {
 }
 
 export class Forwarder {
-  private readonly pool: Pool;
+  private readonly pool: UpstreamPool;
   private readonly prefix: string;
   private readonly wsProxy: httpProxy;
   private readonly wsAgent: http.Agent;
@@ -231,15 +232,16 @@ export class Forwarder {
     const url = new URL(options.target);
     const secure = url.protocol === 'https:';
     this.prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-    this.pool = new Pool(url.origin, {
-      connections: options.maxSockets,
-      pipelining: 1, // no pipelining: Zimbra long-polls, and one slow answer would hold the ones behind it
-      keepAliveTimeout: 15_000,
-      headersTimeout: options.upstreamTimeoutMs, // no answer in this time: 504
-      bodyTimeout: 0, // a streaming answer (a large attachment, a long poll) is never an upstream timeout
-      connect: { rejectUnauthorized: options.tlsVerify, timeout: 10_000 },
+    // No pipelining (Zimbra long-polls: one slow answer would hold the ones behind it) and no body
+    // timeout (a large attachment or a long poll streams for as long as it needs).
+    this.pool = new UpstreamPool(url, {
+      maxConnections: options.maxSockets,
+      headersTimeoutMs: options.upstreamTimeoutMs, // no answer head in this time: 504
+      keepAliveMs: 15_000,
+      connectTimeoutMs: 10_000,
+      maxHeaderBytes: 64 * 1024, // Jetty (Zimbra's web server) caps a response head at 8 KiB by default
+      tlsVerify: options.tlsVerify,
     });
-    this.pool.on('connectionError', () => undefined); // reported per request through onError
     this.wsAgent = secure ? new https.Agent({ rejectUnauthorized: options.tlsVerify }) : new http.Agent();
     this.wsProxy = httpProxy.createProxyServer({ target: options.target, agent: this.wsAgent, secure: options.tlsVerify, xfwd: false, changeOrigin: false, ws: true });
     this.wsProxy.on('error', (err: Error, req, socket) => {
@@ -273,6 +275,6 @@ export class Forwarder {
   close(): void {
     this.wsProxy.close();
     this.wsAgent.destroy();
-    void this.pool.destroy().catch(() => undefined);
+    this.pool.close();
   }
 }

@@ -182,7 +182,11 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
 
   const server = create(async (req, res) => {
     const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+    try {
+      for await (const c of req) chunks.push(c as Buffer);
+    } catch {
+      return; // the body was cut short (its sender went away): Jetty drops such a request too
+    }
     const body = Buffer.concat(chunks).toString('utf8');
     requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '', body });
     const url = new URL(req.url ?? '/', 'http://zimbra.test');
