@@ -5,7 +5,8 @@
 // so the upstream is never the bottleneck. Contenders, each in front of that upstream:
 //   nginx as reverse proxy (keep-alive upstream pool): the practical limit;
 //   bare http-proxy with a keep-alive agent: the floor the issue names;
-//   bare undici proxy (the gatekeeper's own forwarding engine with no checks at all);
+//   bare undici proxy (an undici Pool with a raw dispatch handler: the best library-built engine);
+//   bare engine (the gatekeeper's own forwarder module, src/proxy/forwarder.ts, with no checks at all);
 //   the gatekeeper with Redis, ban checks, admin allowlist, detection and counting on.
 // Every server is pinned to core 0, wrk and the Node load clients to core 1 (taskset). Node
 // contenders run with the same NODE_OPTIONS as the Docker image. Each contender is warmed up
@@ -57,7 +58,7 @@ process.on('SIGINT', () => process.exit(130));
 // Ports below the ephemeral range (the tests' helper), distinct from each other.
 const taken = new Set();
 const newPort = async () => { for (;;) { const p = await freePort(); if (!taken.has(p)) { taken.add(p); return p; } } };
-const P = { up: await newPort(), ngx: await newPort(), bare: await newPort(), undici: await newPort(), gk: await newPort(), api: await newPort(), redis: await newPort(), sink: await newPort() };
+const P = { up: await newPort(), ngx: await newPort(), bare: await newPort(), undici: await newPort(), engine: await newPort(), gk: await newPort(), api: await newPort(), redis: await newPort(), sink: await newPort() };
 const body = 'x'.repeat(2048);
 // Zimbra's answer to a wrong password in a JSON SOAP AuthRequest (HTTP 500, account.AUTH_FAILED).
 const fault = JSON.stringify({ Body: { Fault: { Code: { Value: 'soap:Sender' }, Reason: { Text: 'authentication failed for [bench@example.com]' }, Detail: { Error: { Code: 'account.AUTH_FAILED', _jsns: 'urn:zimbra' } } } }, _jsns: 'urn:zimbraSoap' });
@@ -86,8 +87,8 @@ const nm = (m) => JSON.stringify(join(process.cwd(), 'node_modules', m));
 writeFileSync(join(dir, 'bare.cjs'), `const http=require('http');const httpProxy=require(${nm('http-proxy')});
 const agent=new http.Agent({keepAlive:true,maxSockets:256});const proxy=httpProxy.createProxyServer({target:'http://127.0.0.1:${P.up}',agent});proxy.on('error',(e,q,s)=>{try{s.writeHead(502);s.end()}catch{}});
 http.createServer((q,s)=>{delete q.headers.connection;proxy.web(q,s)}).listen(${P.bare},'127.0.0.1');`);
-// The same engine as src/proxy/forwarder.ts, with nothing else: what the gatekeeper's checks cost.
-// It must also stop an upstream request whose client left (as the forwarder does): without that, a
+// An undici Pool with the raw dispatch handler the gatekeeper used until 2026-11-26: the reference for
+// what a library-built engine reaches. It must also stop an upstream request whose client left (as the forwarder does): without that, a
 // request cut off by wrk at the end of a run waited forever for 'drain', held its pooled connection,
 // and after a few runs all 256 were held and this contender answered nothing.
 writeFileSync(join(dir, 'undici.cjs'), `const http=require('http');const {Pool}=require(${nm('undici')});
@@ -100,6 +101,12 @@ http.createServer((q,s)=>{const h=q.headers;delete h.connection;pool.dispatch({p
 const nodeEnv = { env: { ...process.env, NODE_OPTIONS } };
 pids['bare http-proxy'] = pin(0, process.execPath, [join(dir, 'bare.cjs')], nodeEnv).pid;
 pids['bare undici proxy'] = pin(0, process.execPath, [join(dir, 'undici.cjs')], nodeEnv).pid;
+// The gatekeeper's own forwarder (dist/src/proxy/forwarder.js) behind Node's HTTP server, with nothing
+// else: the difference to the gatekeeper is what its checks cost.
+writeFileSync(join(dir, 'engine.mjs'), `import http from 'node:http';import {Forwarder} from ${JSON.stringify(join(process.cwd(), 'dist/src/proxy/forwarder.js'))};
+const fw=new Forwarder({target:'http://127.0.0.1:${P.up}',tlsVerify:true,maxSockets:4096,upstreamTimeoutMs:300000,sendError:(q,s)=>{s.writeHead(502);s.end()}});
+http.createServer((q,s)=>fw.web(q,s)).listen(${P.engine},'127.0.0.1');`);
+pids['bare engine'] = pin(0, process.execPath, [join(dir, 'engine.mjs')], nodeEnv).pid;
 // A server that only destroys connections at accept: the ceiling for refusing banned clients.
 writeFileSync(join(dir, 'sink.cjs'), `require('net').createServer((s)=>s.destroy()).listen(${P.sink},'127.0.0.1');`);
 pin(0, process.execPath, [join(dir, 'sink.cjs')], nodeEnv);
@@ -112,7 +119,7 @@ jail: { ignoreip: [] }
 log: { level: warn }
 `);
 pids.gatekeeper = pin(0, process.execPath, ['dist/src/cli/main.js', 'run', '--config', join(dir, 'gk.yml')], nodeEnv).pid;
-for (const port of [P.up, P.ngx, P.bare, P.undici, P.gk]) await waitHttp(`http://127.0.0.1:${port}/`);
+for (const port of [P.up, P.ngx, P.bare, P.undici, P.engine, P.gk]) await waitHttp(`http://127.0.0.1:${port}/`);
 
 /** CPU time (user + system, µs) used so far by a process and its children (nginx workers). */
 function cpuMicros(pid) {
@@ -139,7 +146,7 @@ function wrk(url, conns, extra = [], dur = DUR) {
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (xs, d = 0) => `${med(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 const pct = (a, b) => `${((a / b) * 100).toFixed(0)}%`;
-const contenders = { 'nginx proxy': P.ngx, 'bare http-proxy': P.bare, 'bare undici proxy': P.undici, gatekeeper: P.gk };
+const contenders = { 'nginx proxy': P.ngx, 'bare http-proxy': P.bare, 'bare undici proxy': P.undici, 'bare engine': P.engine, gatekeeper: P.gk };
 const LOADS = [['keep-alive c=50', 50, []], ['keep-alive c=200', 200, []], ['new connection per request c=50', 50, ['-H', 'Connection: close']]];
 console.log(`# ${new Date().toISOString()} ${RUNS} run(s) of ${DUR} each (warm-up ${JIT_WARM} once, then ${WARM} per load); servers on core 0, load on core 1; upstream nginx, 2 KB body; NODE_OPTIONS=${NODE_OPTIONS}`);
 if (!values['logins-only']) {
@@ -167,7 +174,9 @@ for (const [load] of LOADS) {
   const g = med(results[`${load}|gatekeeper`].rs);
   // Issue 8's throughput targets are for keep-alive traffic; a new connection per request has none.
   const [t40, t95] = load.startsWith('keep-alive') ? [' (target >= 40%)', ' (target >= 95%)'] : [' (no target)', ''];
-  console.log(`${load}: gatekeeper = ${pct(g, med(results[`${load}|nginx proxy`].rs))} of nginx proxy${t40}, ${pct(g, med(results[`${load}|bare http-proxy`].rs))} of bare http-proxy${t95}, ${pct(g, med(results[`${load}|bare undici proxy`].rs))} of its own engine without checks; CPU per request ${pct(med(results[`${load}|gatekeeper`].cpu), med(results[`${load}|bare undici proxy`].cpu))} of that engine's`);
+  console.log(`${load}: gatekeeper = ${pct(g, med(results[`${load}|nginx proxy`].rs))} of nginx proxy${t40}, ${pct(g, med(results[`${load}|bare http-proxy`].rs))} of bare http-proxy${t95}, ${pct(g, med(results[`${load}|bare engine`].rs))} of its own engine without checks; CPU per request ${pct(med(results[`${load}|gatekeeper`].cpu), med(results[`${load}|bare engine`].cpu))} of that engine's`);
+  const e = med(results[`${load}|bare engine`].rs);
+  console.log(`  bare engine = ${pct(e, med(results[`${load}|nginx proxy`].rs))} of nginx proxy, ${pct(e, med(results[`${load}|bare undici proxy`].rs))} of the bare undici proxy; CPU per request ${pct(med(results[`${load}|bare engine`].cpu), med(results[`${load}|bare undici proxy`].cpu))} of its`);
   // The same ratio round by round: the contenders of one round ran back to back, so each pair shares
   // the machine's state, and the spread shows how much of a difference this machine's noise can make.
   if (RUNS > 1) console.log(`  per round, gatekeeper / nginx proxy: ${results[`${load}|gatekeeper`].rs.map((x, i) => pct(x, results[`${load}|nginx proxy`].rs[i])).join(', ')}`);
