@@ -170,6 +170,8 @@ type SocketWithConnection = net.Socket & { [CONNECTION]: Connection };
 export class UpstreamPool {
   private readonly idle: Connection[] = [];
   private readonly queue: Job[] = [];
+  private deferred: Connection[] = [];
+  private flushScheduled = false;
   private readonly connections = new Set<Connection>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly host: string;
@@ -216,7 +218,7 @@ export class UpstreamPool {
     c.reused = true;
     c.socket.resume(); // it may have been paused by the last client's backpressure
     const next = this.queue.shift();
-    if (next) this.run(c, next);
+    if (next) this.defer(c, next);
     else {
       c.idleSince = Date.now();
       this.idle.push(c);
@@ -226,10 +228,39 @@ export class UpstreamPool {
   private assign(job: Job): void {
     let c = this.idle.pop();
     while (c && c.socket.destroyed) c = this.idle.pop();
-    if (c) this.run(c, job);
+    if (c) this.defer(c, job);
     else if (this.connections.size < this.options.maxConnections) this.run(this.open(), job);
     else this.queue.push(job);
   }
+
+  /**
+   * A request for a kept-alive connection is written in the check phase of this turn of the event
+   * loop, not at once: by then the poll phase has delivered anything already waiting on that socket
+   * (a FIN, a reset, bytes nobody asked for), and a connection that spoke out of turn is closed and
+   * the request goes to another one instead of reading those bytes as its answer. undici does the
+   * same (GHSA-35p6-xmwp-9g52). One setImmediate per turn serves every such request.
+   */
+  private defer(c: Connection, job: Job): void {
+    c.job = job;
+    c.idleSince = 0;
+    job.connection = c;
+    this.deferred.push(c);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const list = this.deferred;
+    this.deferred = [];
+    for (const c of list) {
+      const job = c.job;
+      // Gone, or its job was abandoned or moved to another connection meanwhile.
+      if (job && job.connection === c && !job.settled && !c.socket.destroyed) this.run(c, job);
+    }
+  };
 
   private open(): Connection {
     const { connectTimeoutMs, tlsVerify } = this.options;
@@ -253,7 +284,12 @@ export class UpstreamPool {
     this.connections.delete(c);
     // (A closed idle connection stays in `idle` until assign() or the sweep skips it.)
     const job = c.job;
-    if (job) {
+    if (job && !job.written && !this.closed) {
+      // Nothing of the request was sent (it waited for the check phase, or for its body): another connection takes it.
+      c.job = null;
+      job.connection = null;
+      this.assign(job);
+    } else if (job) {
       const answered = c.parser.bytesRead > 0;
       if (!answered && c.reused && job.retryable && !this.closed) {
         // The upstream closed a kept-alive connection as the request went out: send it again.

@@ -164,6 +164,25 @@ describe('upstream pool against a raw upstream', () => {
     assert.deepEqual(up.received.map((r) => r.conn), [0, 1]);
   });
 
+  it('checks a kept-alive connection for bytes sent unasked before writing a request on it', async () => {
+    let last: net.Socket | undefined;
+    const { up, pool } = await setup((r, s) => {
+      last = s;
+      s.write(ok(`answer ${r.conn}`));
+    });
+    assert.equal((await send(pool)).body, 'answer 0');
+    // The unasked bytes wait in the idle connection's receive buffer (loopback: written means
+    // readable) when a request comes in from a timer: the timers phase runs before the poll phase
+    // that would read them, as a client's request handled earlier in a busy turn would.
+    last!.write(ok('evil'));
+    const answered = new Promise<Outcome>((resolve) => setTimeout(() => resolve(send(pool)), 1));
+    const until = Date.now() + 5;
+    while (Date.now() < until); // the timer is due before this turn's poll phase
+    const next = await answered;
+    assert.equal(next.body, 'answer 1', 'answered on a new connection, not with the unasked bytes');
+    assert.deepEqual(up.received.map((r) => r.conn), [0, 1]);
+  });
+
   it('a malformed answer is an error, and the connection is not reused', async () => {
     const { up, pool } = await setup((r, s) => s.write(r.conn === 0 ? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' : ok('fine')));
     const bad = await send(pool);
