@@ -95,11 +95,17 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
   it('a burst of 50 concurrent failed logins lets at most maxretry (3) reach Zimbra', async () => {
     const ip = '127.0.0.40';
     const body = soapJsonAuth('burst@example.com', 'wrong');
-    const replies = await Promise.all(Array.from({ length: 50 }, () => send(ip, gk.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: json, body })));
+    const settled = await Promise.allSettled(Array.from({ length: 50 }, () => send(ip, gk.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: json, body })));
     const reached = zimbra.requests.filter((q) => q.headers['x-forwarded-for'] === ip).length;
     assert.ok(reached <= 3, `${reached} reached Zimbra`);
     assert.equal(reached, 3, 'exactly the allowed three were tried');
-    assert.equal(replies.filter((x) => x.status === 429).length, 47);
+    // Every other attempt was refused: a 429, or, for a connection the client opened only after the
+    // ban was made (the 3rd failure is answered after 30 ms here), a reset at accept (README: "What a
+    // client sees"). How many land on each side depends on how fast this machine opens 50 connections.
+    const statuses = settled.filter((x) => x.status === 'fulfilled').map((x) => x.value.status);
+    const resets = settled.filter((x) => x.status === 'rejected').map((x) => String((x.reason as NodeJS.ErrnoException).code));
+    assert.deepEqual([...new Set(resets)].filter((c) => c !== 'ECONNRESET'), [], 'refused connections are reset, nothing else fails');
+    assert.equal(statuses.filter((x) => x === 429).length + resets.length, 47);
     await waitFor(() => r.get(`gk:ban:${ip}`), 2000, 'ban in Redis');
   });
 

@@ -19,7 +19,7 @@ interface Received {
 }
 
 /** A raw upstream: `answer` decides, per request head received, what to write back (or to close). */
-async function rawUpstream(answer: (r: Received, socket: net.Socket) => void): Promise<{ port: number; received: Received[]; bytes: string[]; close: () => Promise<void> }> {
+async function rawUpstream(answer: (r: Received, socket: net.Socket) => void, host = '127.0.0.1'): Promise<{ port: number; received: Received[]; bytes: string[]; close: () => Promise<void> }> {
   const received: Received[] = [];
   const bytes: string[] = [];
   const sockets = new Set<net.Socket>();
@@ -48,7 +48,7 @@ async function rawUpstream(answer: (r: Received, socket: net.Socket) => void): P
       }
     });
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, host);
   await once(server, 'listening');
   return {
     port: (server.address() as net.AddressInfo).port,
@@ -102,9 +102,9 @@ describe('upstream pool against a raw upstream', () => {
   after(async () => {
     for (const f of cleanup.reverse()) await f();
   });
-  const setup = async (answer: (r: Received, socket: net.Socket) => void, options: Partial<UpstreamPoolOptions> = {}) => {
-    const up = await rawUpstream(answer);
-    const pool = new UpstreamPool(new URL(`http://127.0.0.1:${up.port}`), { ...OPTIONS, ...options });
+  const setup = async (answer: (r: Received, socket: net.Socket) => void, options: Partial<UpstreamPoolOptions> = {}, host = '127.0.0.1') => {
+    const up = await rawUpstream(answer, host);
+    const pool = new UpstreamPool(new URL(`http://${net.isIPv6(host) ? `[${host}]` : host}:${up.port}`), { ...OPTIONS, ...options });
     cleanup.push(() => up.close(), () => pool.close());
     return { up, pool };
   };
@@ -117,6 +117,20 @@ describe('upstream pool against a raw upstream', () => {
     assert.equal(up.bytes[0]!.split('\r\n\r\n')[0], 'POST /service/soap/AuthRequest HTTP/1.1\r\nhost: mail.example\r\ncontent-type: application/soap+xml\r\ncontent-length: 11');
     assert.ok(up.bytes[0]!.includes('\r\n\r\n<Envelope/>GET /zimbra/?loginOp=x HTTP/1.1\r\nx-repeated: a=1\r\nx-repeated: b=2\r\nhost: 127.0.0.1:'), up.bytes[0]);
     assert.deepEqual(up.received.map((r) => r.conn), [0, 0], 'one upstream connection for both');
+  });
+
+  it('reaches an IPv6 upstream ([::1]) and names it in the Host header it adds', async (t) => {
+    const probe = net.createServer().listen(0, '::1');
+    const [bound] = await Promise.race([once(probe, 'listening').then(() => [true]), once(probe, 'error').then(() => [false])]);
+    probe.close();
+    if (!bound) {
+      t.skip('SKIPPED: this machine has no IPv6 loopback (::1 cannot be bound)');
+      return;
+    }
+    const { up, pool } = await setup((_r, s) => s.write(ok('over v6')), {}, '::1');
+    const res = await send(pool, { headers: {} });
+    assert.equal(res.body, 'over v6');
+    assert.match(up.received[0]!.head, new RegExp(`\\r\\nhost: \\[::1\\]:${up.port}$`));
   });
 
   it('opens a new connection after Connection: close, and after an answer that runs until close', async () => {
