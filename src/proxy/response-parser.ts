@@ -88,26 +88,18 @@ export class ResponseParser {
         case State.Head:
           pos = this.readHead(chunk, pos);
           break;
-        case State.Length: {
-          const n = Math.min(this.remaining, chunk.length - pos);
-          this.remaining -= n;
-          this.emit(chunk, pos, pos + n);
-          pos += n;
+        case State.Length:
+          pos = this.emitCounted(chunk, pos);
           if (this.remaining === 0) this.finish(chunk.length - pos);
           break;
-        }
         case State.ChunkSize:
         case State.Trailers:
           pos = this.readLine(chunk, pos);
           break;
-        case State.ChunkData: {
-          const n = Math.min(this.remaining, chunk.length - pos);
-          this.remaining -= n;
-          this.emit(chunk, pos, pos + n);
-          pos += n;
+        case State.ChunkData:
+          pos = this.emitCounted(chunk, pos);
           if (this.remaining === 0) { this.state = State.ChunkEnd; this.remaining = 2; }
           break;
-        }
         case State.ChunkEnd:
           if (chunk[pos] !== (this.remaining === 2 ? 0x0d : 0x0a)) throw new UpstreamProtocolError('chunk not followed by CRLF');
           pos++;
@@ -138,6 +130,14 @@ export class ResponseParser {
 
   private emit(chunk: Buffer, from: number, to: number): void {
     if (to > from) this.sink!.data(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
+  }
+
+  /** Passes on up to `remaining` body bytes from `pos`; returns the position after them. */
+  private emitCounted(chunk: Buffer, pos: number): number {
+    const n = Math.min(this.remaining, chunk.length - pos);
+    this.remaining -= n;
+    this.emit(chunk, pos, pos + n);
+    return pos + n;
   }
 
   /** The response is complete; bytes after it (`extraBytes`) mean the connection is not reused. */

@@ -1,8 +1,9 @@
-import type http from 'node:http';
 import net from 'node:net';
-import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { ResponseParser, type ResponseSink } from './response-parser.js';
+import { requestHead, streamBody, UpstreamError, type BodyExchange, type UpstreamRequest } from './upstream-request.js';
+
+export { UpstreamError, type UpstreamErrorCode, type UpstreamRequest } from './upstream-request.js';
 
 /*
  * Keep-alive HTTP/1.1 connections to one upstream (Zimbra's webmail or admin port), written for
@@ -25,15 +26,6 @@ import { ResponseParser, type ResponseSink } from './response-parser.js';
  *   idle connections close after `keepAliveMs` (or the upstream's `Keep-Alive: timeout` less 1 s).
  */
 
-export interface UpstreamRequest {
-  readonly method: string;
-  readonly path: string;
-  /** Node's parsed request headers minus the hop-by-hop ones. */
-  readonly headers: http.IncomingHttpHeaders;
-  /** A Buffer is sent with its Content-Length; a stream as-is (its Content-Length) or chunked. */
-  readonly body: Buffer | Readable | null;
-}
-
 /** The interface the forwarder implements; the same shape as undici's dispatch handler. */
 export interface UpstreamHandler {
   /** The request has a connection and is about to be written; `abort` stops it (and closes the connection). */
@@ -54,19 +46,7 @@ export interface UpstreamPoolOptions {
   readonly tlsVerify: boolean;
 }
 
-export type UpstreamErrorCode = 'UPSTREAM_CONNECT_TIMEOUT' | 'UPSTREAM_HEADERS_TIMEOUT' | 'UPSTREAM_CLOSED' | 'UPSTREAM_ABORTED' | 'UPSTREAM_BAD_REQUEST' | 'UPSTREAM_POOL_CLOSED';
-
-export class UpstreamError extends Error {
-  constructor(readonly code: UpstreamErrorCode, message: string) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
-}
-
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-const HEADER_VALUE_UNSAFE = /[\r\n\0]/;
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 /** One request on its way: it may wait in the queue, and is re-sent at most once. */
 class Job {
   connection: Connection | null = null;
@@ -321,7 +301,7 @@ export class UpstreamPool {
     if (job.settled) return;
     let head: string;
     try {
-      head = this.head(job.request);
+      head = requestHead(job.request, this.hostHeader);
     } catch (err) {
       c.job = null;
       job.connection = null;
@@ -342,7 +322,18 @@ export class UpstreamPool {
       this.awaitHead(c);
     } else {
       c.bodySent = false;
-      streamBody(c, job, head, body, job.request.headers['content-length'] === undefined);
+      const exchange: BodyExchange = {
+        socket,
+        current: () => c.job === job,
+        headWritten: () => job.written,
+        writingHead: () => void (job.written = true),
+        sent: () => {
+          c.bodySent = true;
+          this.awaitHead(c);
+        },
+        abandon: (err) => job.abort(err),
+      };
+      streamBody(exchange, head, body, job.request.headers['content-length'] === undefined);
     }
   }
 
@@ -352,33 +343,6 @@ export class UpstreamPool {
    */
   awaitHead(c: Connection): void {
     c.headersDeadline = Date.now() + this.options.headersTimeoutMs;
-  }
-
-  /** The request head. Values come from Node's parser or the gate; still, none may break a line. */
-  private head(request: UpstreamRequest): string {
-    const { headers, body } = request;
-    let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
-    let host = false;
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (name === 'content-length' && Buffer.isBuffer(body)) continue; // its own length, below
-      if (name === 'host') host = true;
-      if (!HEADER_NAME.test(name)) throw new UpstreamError('UPSTREAM_BAD_REQUEST', `invalid request header name ${JSON.stringify(name.slice(0, 40))}`);
-      if (typeof value === 'string') {
-        if (HEADER_VALUE_UNSAFE.test(value)) throw new UpstreamError('UPSTREAM_BAD_REQUEST', `invalid characters in request header ${name}`);
-        head += `${name}: ${value}\r\n`;
-      } else {
-        for (const v of value) {
-          if (HEADER_VALUE_UNSAFE.test(v)) throw new UpstreamError('UPSTREAM_BAD_REQUEST', `invalid characters in request header ${name}`);
-          head += `${name}: ${v}\r\n`;
-        }
-      }
-    }
-    if (!host) head += `host: ${this.hostHeader}\r\n`;
-    if (Buffer.isBuffer(body)) head += `content-length: ${body.length}\r\n`;
-    else if (body !== null && headers['content-length'] === undefined) head += 'transfer-encoding: chunked\r\n';
-    return `${head}\r\n`;
   }
 
   private sweep(now: number): void {
@@ -396,62 +360,4 @@ export class UpstreamPool {
       } else if (c.idleSince !== 0 && now - c.idleSince > c.keepAliveMs) c.socket.destroy();
     }
   }
-}
-
-/**
- * Writes a request body stream to the connection with backpressure, chunk-framed when it has no
- * length. The head goes with the first bytes of the body: a client that announces an upload and
- * sends nothing never reaches Zimbra (undici does the same).
- */
-function streamBody(c: Connection, job: Job, head: string, body: Readable, chunked: boolean): void {
-  const { socket } = c;
-  const writeHead = (): void => {
-    if (job.written) return;
-    job.written = true;
-    socket.write(head, 'latin1');
-  };
-  const onDrain = (): void => void body.resume();
-  const cleanup = (): void => {
-    body.off('data', onData);
-    body.off('end', onEnd);
-    body.off('error', onError);
-    body.off('aborted', onError);
-    socket.off('drain', onDrain);
-    socket.off('close', cleanup);
-  };
-  const onData = (chunk: Buffer): void => {
-    if (c.job !== job) return cleanup();
-    if (chunk.length === 0) return; // an empty chunk would read as the end of the body
-    socket.cork();
-    writeHead();
-    let ok: boolean;
-    if (chunked) {
-      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-      socket.write(chunk);
-      ok = socket.write('\r\n', 'latin1');
-    } else ok = socket.write(chunk);
-    socket.uncork();
-    if (!ok) body.pause();
-  };
-  const onEnd = (): void => {
-    cleanup();
-    if (c.job !== job || socket.destroyed) return;
-    socket.cork();
-    writeHead();
-    if (chunked) socket.write('0\r\n\r\n', 'latin1');
-    socket.uncork();
-    c.bodySent = true;
-    c.pool.awaitHead(c);
-  };
-  // The client left mid-upload: the upstream must not take a truncated body for a whole one.
-  const onError = (): void => {
-    cleanup();
-    job.abort(new UpstreamError('UPSTREAM_ABORTED', 'the client stopped sending the request body'));
-  };
-  body.on('data', onData);
-  body.on('end', onEnd);
-  body.on('error', onError);
-  body.on('aborted', onError);
-  socket.on('drain', onDrain);
-  socket.on('close', cleanup);
 }
