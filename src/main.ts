@@ -217,6 +217,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         ),
     });
     forwarders.push(forwarder);
+    metrics.watchUpstream(name, () => forwarder.stats());
     let port = 0;
     const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
     const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });

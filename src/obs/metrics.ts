@@ -67,6 +67,50 @@ export class Metrics {
     labelNames: ['listener', 'kind'] as const,
     registers: [this.registry],
   });
+  /** Per listener, the forwarder's connection pool, read when Prometheus collects. */
+  private readonly upstreamPools = new Map<string, () => { busy: number; idle: number; queued: number; retried: number }>();
+  private readonly retriesCounted = new Map<string, number>();
+  readonly upstreamConnections = new Gauge({
+    name: 'gatekeeper_upstream_connections',
+    help: 'Open connections to the upstream (Zimbra), by listener and state (busy, idle); at most proxy.maxSockets per listener',
+    labelNames: ['listener', 'state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [listener, stats] of this.upstreamPools) {
+        const s = stats();
+        this.upstreamConnections.set({ listener, state: 'busy' }, s.busy);
+        this.upstreamConnections.set({ listener, state: 'idle' }, s.idle);
+      }
+    },
+  });
+  readonly upstreamQueued = new Gauge({
+    name: 'gatekeeper_upstream_queued_requests',
+    help: 'Requests waiting for an upstream connection (all proxy.maxSockets busy), by listener',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [listener, stats] of this.upstreamPools) this.upstreamQueued.set({ listener }, stats().queued);
+    },
+  });
+  readonly upstreamRetries = new Counter({
+    name: 'gatekeeper_upstream_retries_total',
+    help: 'GET, HEAD or OPTIONS requests sent again on a new connection because Zimbra closed a kept-alive one before answering',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [listener, stats] of this.upstreamPools) {
+        const retried = stats().retried;
+        this.upstreamRetries.inc({ listener }, retried - (this.retriesCounted.get(listener) ?? 0));
+        this.retriesCounted.set(listener, retried);
+      }
+    },
+  });
+
+  /** Registers a listener's forwarder pool for the upstream gauges. */
+  watchUpstream(listener: string, stats: () => { busy: number; idle: number; queued: number; retried: number }): void {
+    this.upstreamPools.set(listener, stats);
+  }
+
   /** Observed on every forwarded request: a TallyHistogram (prom-client's resolves labels per call). */
   readonly upstreamLatency = new TallyHistogram(
     'gatekeeper_upstream_response_seconds',

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { UpstreamPool, type UpstreamHandler } from './upstream-pool.js';
+import { UpstreamPool, type UpstreamHandler, type UpstreamPoolStats } from './upstream-pool.js';
 
 /*
  * The only module that talks to the upstream. Two engines, each where it is best:
@@ -263,6 +263,11 @@ export class Forwarder {
     } catch (err) {
       handler.onError(err as Error);
     }
+  }
+
+  /** Upstream connections and waiting requests, for the metrics. */
+  stats(): UpstreamPoolStats {
+    return this.pool.stats();
   }
 
   /** Forwards a websocket upgrade. */

@@ -37,6 +37,14 @@ export interface UpstreamHandler {
   onError(err: Error): void;
 }
 
+export interface UpstreamPoolStats {
+  readonly busy: number;
+  readonly idle: number;
+  readonly queued: number;
+  /** Requests sent again on a new connection after a kept-alive one closed under them (a counter). */
+  readonly retried: number;
+}
+
 export interface UpstreamPoolOptions {
   readonly maxConnections: number;
   readonly headersTimeoutMs: number;
@@ -159,6 +167,7 @@ export class UpstreamPool {
   private readonly secure: boolean;
   private readonly hostHeader: string;
   private closed = false;
+  private retried = 0;
   readonly keepAliveMs: number;
 
   constructor(origin: URL, private readonly options: UpstreamPoolOptions) {
@@ -175,6 +184,13 @@ export class UpstreamPool {
   /** Connections open now (busy and idle). */
   get size(): number {
     return this.connections.size;
+  }
+
+  /** For the metrics: connections by state, requests waiting for one, requests sent again so far. */
+  stats(): UpstreamPoolStats {
+    let idle = 0;
+    for (const c of this.idle) if (!c.socket.destroyed) idle++;
+    return { busy: this.connections.size - idle, idle, queued: this.queue.length, retried: this.retried };
   }
 
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
@@ -278,6 +294,7 @@ export class UpstreamPool {
         job.connection = null;
         job.written = false;
         job.retried = true;
+        this.retried++;
         this.assign(job);
       } else if (c.error) job.fail(c.error);
       else {

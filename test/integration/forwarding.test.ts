@@ -251,6 +251,9 @@ describe('forwarding: requests waiting for an upstream connection (proxy.maxSock
     await waitFor(() => urls.includes('/longpoll'), 3000, 'the long poll reached the upstream');
     const waiting = openGet(port, '/left-while-waiting');
     await new Promise((r) => setTimeout(r, 200)); // queued in the gatekeeper behind the long poll
+    const metrics = await (await fetch(gk.url('api', '/metrics'))).text();
+    assert.match(metrics, /^gatekeeper_upstream_queued_requests\{listener="web"\} 1$/m, 'the operator sees the waiting request');
+    assert.match(metrics, /^gatekeeper_upstream_connections\{listener="web",state="busy"\} 1$/m);
     waiting.destroy();
     await new Promise((r) => setTimeout(r, 200));
     poll.destroy(); // frees the connection

@@ -154,6 +154,7 @@ describe('upstream pool against a raw upstream', () => {
     const post = await send(pool, { method: 'POST', path: '/service/soap/AuthRequest', body: Buffer.from('{}') });
     assert.equal(post.error?.code, 'UPSTREAM_CLOSED');
     assert.equal(up.received.filter((r) => r.head.startsWith('POST')).length, 1, 'the POST reached the upstream once');
+    assert.equal(pool.stats().retried, 1, 'one request sent again (the GET), counted for gatekeeper_upstream_retries_total');
   });
 
   it('never reads bytes past the end of an answer as the next answer (response splitting)', async () => {
