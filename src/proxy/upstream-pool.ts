@@ -102,6 +102,8 @@ class Connection implements ResponseSink {
   reused = false;
   /** The request's body has been written in full (the connection is unusable until it has). */
   bodySent = true;
+  /** Holds a job that waits for the check phase of this turn (see UpstreamPool.defer). */
+  awaitingFlush = false;
   /** When it went back to the idle list; 0 while it serves a request. */
   idleSince = 0;
   /** Date.now() after which an answer head is overdue; 0 when none is awaited. */
@@ -240,6 +242,7 @@ export class UpstreamPool {
     c.job = job;
     c.idleSince = 0;
     job.connection = c;
+    c.awaitingFlush = true;
     this.deferred.push(c);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -252,6 +255,8 @@ export class UpstreamPool {
     const list = this.deferred;
     this.deferred = [];
     for (const c of list) {
+      if (!c.awaitingFlush) continue; // listed twice (handed on again before this turn's check phase)
+      c.awaitingFlush = false;
       const job = c.job;
       // Gone, or its job was abandoned or moved to another connection meanwhile.
       if (job && job.connection === c && !job.settled && !c.socket.destroyed) this.run(c, job);
@@ -280,11 +285,12 @@ export class UpstreamPool {
     this.connections.delete(c);
     // (A closed idle connection stays in `idle` until assign() or the sweep skips it.)
     const job = c.job;
-    if (job && !job.written && !this.closed) {
+    if (job && !job.written) {
       // Nothing of the request was sent (it waited for the check phase, or for its body): another connection takes it.
       c.job = null;
       job.connection = null;
-      this.assign(job);
+      if (this.closed) job.fail(new UpstreamError('UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+      else this.assign(job);
     } else if (job) {
       const answered = c.parser.bytesRead > 0;
       if (!answered && c.reused && job.retryable && !this.closed) {

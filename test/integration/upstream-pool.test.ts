@@ -198,6 +198,20 @@ describe('upstream pool against a raw upstream', () => {
     assert.deepEqual(up.received.map((r) => r.conn), [0, 1]);
   });
 
+  it('closing the pool settles every request: in flight, waiting for the check phase, and queued', async () => {
+    const { pool } = await setup((r, s) => (r.head.includes('/hold') ? undefined : s.write(ok('x'))), { maxConnections: 2 });
+    assert.equal((await send(pool)).body, 'x'); // one kept-alive connection
+    const deferred = send(pool, { path: '/hold' }); // on the kept-alive connection, waiting for the check phase
+    const inFlight = send(pool, { path: '/hold' }); // written at once on a new connection, never answered
+    const queued = send(pool, { path: '/queued' }); // maxConnections (2) reached
+    pool.close(); // in the same turn: the deferred request has not been written yet
+    const outcomes = await Promise.race([
+      Promise.all([deferred, inFlight, queued]),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a request was never settled')), 2000)),
+    ]);
+    for (const o of outcomes) assert.match(String(o.error?.code), /^UPSTREAM_(POOL_)?CLOSED$/);
+  });
+
   it('a malformed answer is an error, and the connection is not reused', async () => {
     const { up, pool } = await setup((r, s) => s.write(r.conn === 0 ? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' : ok('fine')));
     const bad = await send(pool);
