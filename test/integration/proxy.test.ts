@@ -262,6 +262,28 @@ describe('TLS, websockets and slow clients', () => {
     }
   });
 
+  it('with zimbra.tlsVerify: true, an untrusted Zimbra certificate gets no request (502); a trusted one is served', async (t) => {
+    if (!requireBinary(t, 'openssl', 'openssl')) return;
+    const cert = selfSignedCertificate();
+    const zimbra = await startFakeZimbra({ tls: { cert: cert.cert, key: cert.key } });
+    const verifying = { zimbra: { web: zimbra.url, admin: zimbra.url, tlsVerify: true } };
+    const untrusting = await startGatekeeper(testConfig(zimbra.url, verifying));
+    const trusting = await startGatekeeper(testConfig(zimbra.url, verifying), { NODE_EXTRA_CA_CERTS: cert.certFile });
+    try {
+      const refused = await send('127.0.0.3', untrusting.url('web', '/verify-refused'));
+      assert.equal(refused.status, 502);
+      assert.equal(zimbra.reached('/verify-refused').length, 0, 'no request went to a Zimbra whose certificate failed');
+      const served = await send('127.0.0.3', trusting.url('web', '/verify-trusted'));
+      assert.equal(served.status, 200);
+      assert.equal(zimbra.reached('/verify-trusted').length, 1);
+    } finally {
+      await closeAgents();
+      await untrusting.stop();
+      await trusting.stop();
+      await zimbra.close();
+    }
+  });
+
   it('passes websocket upgrades through, and refuses them from banned addresses', async () => {
     const zimbra = await startFakeZimbra();
     const gk = await startGatekeeper(testConfig(zimbra.url));
