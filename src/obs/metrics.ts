@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UpstreamPoolStats } from '../proxy/upstream-pool.js';
 import { TallyHistogram } from './tally-histogram.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -68,7 +69,7 @@ export class Metrics {
     registers: [this.registry],
   });
   /** Per listener, the forwarder's connection pool, read when Prometheus collects. */
-  private readonly upstreamPools = new Map<string, () => { busy: number; idle: number; queued: number; retried: number }>();
+  private readonly upstreamPools = new Map<string, () => UpstreamPoolStats>();
   private readonly retriesCounted = new Map<string, number>();
   readonly upstreamConnections = new Gauge({
     name: 'gatekeeper_upstream_connections',
@@ -107,7 +108,7 @@ export class Metrics {
   });
 
   /** Registers a listener's forwarder pool for the upstream gauges. */
-  watchUpstream(listener: string, stats: () => { busy: number; idle: number; queued: number; retried: number }): void {
+  watchUpstream(listener: string, stats: () => UpstreamPoolStats): void {
     this.upstreamPools.set(listener, stats);
   }
 

@@ -154,13 +154,12 @@ class Exchange implements UpstreamHandler {
     else this.abort = abort;
   }
 
-  onHeaders(statusCode: number, raw: string[], resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx informational: not passed on
+  onHeaders(statusCode: number, raw: string[], resume: () => void): void {
     const { res, call } = this;
     this.answered = true;
     this.f.onResponse?.(Date.now() - this.start);
     if (call?.tap) this.observer = call.tap({ statusCode, headers: headerObject(raw) });
-    if (res.destroyed) return true;
+    if (res.destroyed) return;
     // One pass over the raw headers; the rare Connection header naming others is applied after.
     let named: Set<string> | null = null;
     let out: string[] = [];
@@ -186,10 +185,9 @@ class Exchange implements UpstreamHandler {
       this.answered = false;
       this.onError(err as Error);
       this.abort?.(err as Error);
-      return true;
+      return;
     }
     this.resume = resume;
-    return true;
   }
 
   onData(chunk: Buffer): boolean {

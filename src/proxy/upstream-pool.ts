@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import { ResponseParser, type ResponseSink } from './response-parser.js';
 import { requestHead, streamBody, UpstreamError, type BodyExchange, type UpstreamRequest } from './upstream-request.js';
 
-export { UpstreamError, type UpstreamErrorCode, type UpstreamRequest } from './upstream-request.js';
+export { UpstreamError, type UpstreamRequest } from './upstream-request.js';
 
 /*
  * Keep-alive HTTP/1.1 connections to one upstream (Zimbra's webmail or admin port), written for
@@ -26,11 +26,12 @@ export { UpstreamError, type UpstreamErrorCode, type UpstreamRequest } from './u
  *   idle connections close after `keepAliveMs` (or the upstream's `Keep-Alive: timeout` less 1 s).
  */
 
-/** The interface the forwarder implements; the same shape as undici's dispatch handler. */
+/** The interface the forwarder implements (modelled on undici's dispatch handler). */
 export interface UpstreamHandler {
   /** The request has a connection and is about to be written; `abort` stops it (and closes the connection). */
   onConnect(abort: (err?: Error) => void): void;
-  onHeaders(statusCode: number, raw: string[], resume: () => void): boolean;
+  /** The final answer's head (1xx heads are read and dropped by the parser). */
+  onHeaders(statusCode: number, raw: string[], resume: () => void): void;
   /** Return false to pause the upstream until `resume` is called. */
   onData(chunk: Buffer): boolean;
   onComplete(): void;
@@ -55,6 +56,7 @@ export interface UpstreamPoolOptions {
 }
 
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const poolClosed = (): UpstreamError => new UpstreamError('UPSTREAM_POOL_CLOSED', 'the upstream pool is closed');
 /** One request on its way: it may wait in the queue, and is re-sent at most once. */
 class Job {
   connection: Connection | null = null;
@@ -198,7 +200,7 @@ export class UpstreamPool {
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
     const job = new Job(request, handler);
     if (this.closed) {
-      job.fail(new UpstreamError('UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+      job.fail(poolClosed());
       return;
     }
     this.assign(job);
@@ -207,7 +209,7 @@ export class UpstreamPool {
   close(): void {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const job of this.queue.splice(0)) job.fail(new UpstreamError('UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+    for (const job of this.queue.splice(0)) job.fail(poolClosed());
     for (const c of this.connections) c.socket.destroy();
   }
 
@@ -289,7 +291,7 @@ export class UpstreamPool {
       // Nothing of the request was sent (it waited for the check phase, or for its body): another connection takes it.
       c.job = null;
       job.connection = null;
-      if (this.closed) job.fail(new UpstreamError('UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+      if (this.closed) job.fail(poolClosed());
       else this.assign(job);
     } else if (job) {
       const answered = c.parser.bytesRead > 0;
@@ -364,7 +366,7 @@ export class UpstreamPool {
    * The request is sent in full: its answer is due within headersTimeoutMs. (Not before: a large
    * upload over a slow line may take longer than that, and is not Zimbra's fault.)
    */
-  awaitHead(c: Connection): void {
+  private awaitHead(c: Connection): void {
     c.headersDeadline = Date.now() + this.options.headersTimeoutMs;
   }
 

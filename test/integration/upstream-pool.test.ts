@@ -78,7 +78,6 @@ function send(pool: UpstreamPool, request: Partial<UpstreamRequest> = {}, hooks:
       onHeaders: (status, raw) => {
         out.status = status;
         out.headers = raw;
-        return true;
       },
       onData: (chunk) => {
         out.body += chunk.toString('latin1');
