@@ -119,10 +119,7 @@ export class ResponseParser {
   eof(): void {
     if (!this.sink) return;
     if (this.state === State.UntilClose) {
-      const sink = this.sink;
-      this.state = State.Idle;
-      this.sink = null;
-      sink.complete(false);
+      this.finish(0); // not reusable: keepAlive was cleared when the framing was chosen
       return;
     }
     throw new UpstreamProtocolError(this.state === State.Head ? 'connection closed before the response head' : 'connection closed before the end of the body');
