@@ -220,7 +220,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     metrics.watchUpstream(name, () => forwarder.stats());
     let port = 0;
     const allow = name === 'admin' ? new CidrSet(config.admin.allow) : null;
-    const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, log, metrics, tls: !!l.tls, port: () => port });
+    const gate = new Gate({ name, config, enforcer, forwarder, trusted, allow, adminAllow: new CidrSet(config.admin.allow), log, metrics, tls: !!l.tls, port: () => port });
     gates.push({ name, gate });
     const server = createServer(l, config.proxy, gate.handle);
     server.on('upgrade', (req, socket, head) => {
@@ -349,7 +349,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     enforcer.reconfigure(next, { ignored: nextSets.ignored, protected: nextSets.protected });
     trusted = nextSets.trusted;
     for (const { name, gate } of gates) {
-      gate.reconfigure({ config: next, trusted: nextSets.trusted, allow: name === 'admin' ? new CidrSet(next.admin.allow) : null });
+      gate.reconfigure({ config: next, trusted: nextSets.trusted, allow: name === 'admin' ? new CidrSet(next.admin.allow) : null, adminAllow: new CidrSet(next.admin.allow) });
     }
     log.level = next.log.level;
     if (get(config, 'notify') !== get(next, 'notify')) {

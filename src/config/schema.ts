@@ -51,6 +51,7 @@ export const configSchema = z.strictObject({
     web: upstreamUrl.default('https://127.0.0.1:8443'), //     webmail upstream (zimbra-proxy or mailboxd)
     admin: upstreamUrl.default('https://127.0.0.1:9071'), //   admin console upstream
     tlsVerify: z.boolean().default(false), //                   verify the upstream certificate (Zimbra is often self-signed)
+    defaultDomain: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?$/, { error: 'is not a domain name' }).optional(), // domain Zimbra appends to a bare login name (zimbraDefaultDomainName): `info` and `info@<it>` are one account
   }).prefault({}),
   listen: z.strictObject({
     web: listener.optional(), //   webmail listener; omit to disable
@@ -110,6 +111,8 @@ export const configSchema = z.strictObject({
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(4096), //                 upstream connections per listener; every open webmail tab holds one for its long poll
+    loginQueueTimeout: duration().default(15), //               a login finding its address's budget held by logins in flight waits this long for one to settle
+    loginQueueLength: positiveInt().default(64), //             logins waiting per address at most; past it they get 429 at once
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
   }).prefault({}),
   notify: z.strictObject({

@@ -1,94 +1,210 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Enforcer } from '../policy/enforcer.js';
-import type { HttpRule } from './http-rules.js';
-import { authRequests, parseSoap, soapOutcome } from './soap.js';
+import { canonicalAccount, hasUnsafeCharacters } from './account-name.js';
+import { addParams, anyValue, firstNonEmpty, queryOf, type Params } from './form-params.js';
+import { basicRuleFor, BASIC_OTHER, FORM_RULE, PREAUTH_RULE, soapRuleFor, type HttpRule } from './http-rules.js';
+import { credentialRequests, parseSoapAnswer, parseSoapRequest, soapAnswers } from './soap.js';
 
-/** A request recognised as a login attempt (or several: a SOAP batch). */
-export interface LoginRequest {
+/*
+ * Classifies a request with certainty, as Zimbra will read it: a login with N attempts (for accounts
+ * [...]), provably no login, or a refusal (the request cannot be read the way Zimbra reads it, or it
+ * carries a login name that forges log lines). Then judges Zimbra's answer to a login, failing closed:
+ * an answer that cannot be read whole counts every reserved attempt as a failure.
+ */
+
+/** One way a request checks credentials; a request can carry several (Basic on a SOAP login...). */
+export interface LoginPart {
   readonly rule: HttpRule;
-  /** Normalised (lower-cased) login names; may be empty when the request does not say. */
+  readonly attempts: number;
+  /** form: a second-factor code (2FA step two). */
+  readonly secondFactor: boolean;
+}
+
+/** A request recognised as a login attempt (or several: a SOAP batch, or Basic on a form post). */
+export interface LoginRequest {
+  readonly parts: readonly LoginPart[];
+  /** Canonical login names named by the attempts (distinct); may be empty when the request does not say. */
   readonly accounts: string[];
   readonly attempts: number;
-  /** form: a second-factor code without a password (2FA step two). */
-  readonly secondFactor: boolean;
+  /** The rule that names the ban when this login fails. */
+  readonly rule: HttpRule;
+  /** A success may be credited to the account (one account, and nothing else in the request could authenticate it). */
+  readonly creditable: boolean;
+}
+
+export type RefusalReason = 'unreadable-login' | 'bad-login-name';
+
+export type Classification =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'login'; readonly login: LoginRequest }
+  /** The body must be read (up to the cap) before deciding; then call classifyWithBody. */
+  | { readonly kind: 'body'; readonly mode: 'soap' | 'form' }
+  | {
+      readonly kind: 'refuse';
+      readonly status: 400;
+      readonly reason: RefusalReason;
+      readonly why: string;
+      /** Attempts to count against the address (0: none evident). */
+      readonly count: number;
+      readonly rule: HttpRule;
+      readonly accounts: string[];
+    };
+
+export interface RequestFacts {
+  readonly method: string;
+  readonly url: string;
+  /** The routed path (normalizeRequestPath + routedPath). */
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly defaultDomain?: string | undefined;
 }
 
 export interface LoginResult {
   readonly failures: number;
+  /** Accounts whose login succeeded with certainty (their failures from this address are cleared). */
+  readonly successAccounts: readonly string[];
+  /** Successes seen (metrics), credited or not. */
   readonly successes: number;
   readonly ruleId: string;
 }
 
-/** Whether the request body must be read before the request can be classified. */
-export function needsRequestBody(rule: HttpRule, method: string, headers: IncomingHttpHeaders): boolean {
-  if (method !== 'POST') return false;
-  if (rule.kind === 'soap') return true;
-  if (rule.kind === 'form') return /application\/x-www-form-urlencoded/i.test(headers['content-type'] ?? '');
-  return false;
+const FORM_TYPE = /^\s*application\/x-www-form-urlencoded\s*(?:;|$)/i;
+const FORM_CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)/i;
+const SAFE_CHARSETS = /^(?:utf-?8|us-ascii|iso-8859-1|latin1)$/i;
+/** Parameters login.jsp and LoginTag act on. */
+const LOGIN_PARAMS = /(?:^|&)(?:[^=&]*%|loginOp|totpcode)/i;
+
+interface Basic {
+  readonly user: string | undefined;
 }
 
-function basicUser(headers: IncomingHttpHeaders): { present: boolean; user: string | undefined } {
+/** `Authorization: Basic …` in any letter case (Zimbra's own servlets match `Basic ` exactly; extensions may not). */
+function basicOf(headers: IncomingHttpHeaders): Basic | null {
   const auth = headers.authorization;
-  if (!auth || !/^basic\s/i.test(auth)) return { present: false, user: undefined };
-  const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
+  if (!auth || !/^\s*basic(?:\s|$)/i.test(auth)) return null;
+  const decoded = Buffer.from(auth.trim().slice(5).trim(), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  return { present: true, user: colon === -1 ? undefined : decoded.slice(0, colon) };
+  return { user: colon === -1 ? undefined : decoded.slice(0, colon) };
 }
 
-function accountsOf(...names: Array<string | undefined>): string[] {
-  const out: string[] = [];
-  for (const n of names) {
-    const a = Enforcer.normalizeAccount(n);
-    if (a && !out.includes(a)) out.push(a);
+/** The request carries a token that Zimbra would authenticate by instead of Basic. */
+function competingCredential(headers: IncomingHttpHeaders, url: string): boolean {
+  const cookie = headers.cookie ?? '';
+  if (/(?:^|;)\s*ZM_(?:ADMIN_)?AUTH_TOKEN\s*=\s*[^;\s]/i.test(cookie) || /(?:^|;)\s*ZM_JWT/i.test(cookie)) return true;
+  return /[?&](?:zauthtoken|authToken|zjwt)=/i.test(queryOf(url));
+}
+
+function isFormBody(headers: IncomingHttpHeaders): boolean {
+  return FORM_TYPE.test(headers['content-type'] ?? '');
+}
+
+function refuse(why: string, reason: RefusalReason, count: number, rule: HttpRule, accounts: string[] = []): Classification {
+  return { kind: 'refuse', status: 400, reason, why, count, rule, accounts };
+}
+
+/** Builds the login from its parts, or refuses it when a login name would forge log lines. */
+function assemble(parts: LoginPart[], rawNames: Array<string | undefined>, defaultDomain: string | undefined, creditableKind: boolean): Classification {
+  const attempts = parts.reduce((n, p) => n + p.attempts, 0);
+  const rule = parts.find((p) => p.rule.kind === 'soap' || p.rule.kind === 'form')?.rule ?? parts[0]!.rule;
+  const accounts: string[] = [];
+  for (const raw of rawNames) {
+    if (raw !== undefined && hasUnsafeCharacters(raw)) {
+      return refuse('a login name holds a control or line-break character', 'bad-login-name', attempts, rule, accounts);
+    }
+    const a = canonicalAccount(raw, defaultDomain);
+    if (a && !accounts.includes(a)) accounts.push(a);
   }
-  return out;
+  // A success is credited to an account only when it cannot belong to another one.
+  const creditable = creditableKind && accounts.length === 1 && rawNames.every((n) => n !== undefined);
+  return { kind: 'login', login: { parts, accounts, attempts, rule, creditable } };
 }
 
 /**
- * Decides whether a request that matched `rule` is a login attempt. `body` is the request body when
- * needsRequestBody said so (complete, at most proxy.maxLoginBodyBytes).
+ * First look, from the head alone. `listenerAdmin` is unused here (the admin allowlist is the gate's);
+ * bodies are asked for only where they can carry a login.
  */
-export function analyseRequest(rule: HttpRule, url: string, headers: IncomingHttpHeaders, body: Buffer | null): LoginRequest | null {
-  switch (rule.kind) {
-    case 'basic': {
-      const b = basicUser(headers);
-      return b.present ? { rule, accounts: accountsOf(b.user), attempts: 1, secondFactor: false } : null;
+export function classifyHead(f: RequestFacts): Classification {
+  const soap = f.method === 'POST' ? soapRuleFor(f.path) : undefined;
+  if (soap) return { kind: 'body', mode: 'soap' };
+  const inWebmail = FORM_RULE.path.test(f.path);
+  const preauth = PREAUTH_RULE.path.test(f.path);
+  if ((inWebmail || preauth) && isFormBody(f.headers) && hasBody(f.headers)) return { kind: 'body', mode: 'form' };
+  return classifyWithBody(f, null);
+}
+
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
+/** The full decision, with the body when classifyHead asked for it (complete, up to the cap). */
+export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classification {
+  const parts: LoginPart[] = [];
+  const names: Array<string | undefined> = [];
+  let creditable = true;
+
+  const basic = basicOf(f.headers);
+  if (basic) {
+    const rule = basicRuleFor(f.path);
+    parts.push({ rule, attempts: 1, secondFactor: false });
+    names.push(basic.user);
+    if (rule === BASIC_OTHER || competingCredential(f.headers, f.url)) creditable = false;
+  }
+
+  const soap = f.method === 'POST' ? soapRuleFor(f.path) : undefined;
+  if (soap && body && body.length > 0) {
+    const parsed = parseSoapRequest(body);
+    if (!parsed.ok) {
+      return refuse(`SOAP body not readable as Zimbra reads it: ${parsed.reason}`, 'unreadable-login', mentionsCredential(body) ? 1 : 0, soap);
     }
-    case 'preauth': {
-      const mark = url.indexOf('?');
-      if (mark === -1) return null;
-      const q = new URLSearchParams(url.slice(mark + 1));
-      if (!q.get('preauth')) return null;
-      return { rule, accounts: accountsOf(q.get('account') ?? undefined), attempts: 1, secondFactor: false };
-    }
-    case 'form': {
-      // login.jsp reads request parameters, which come from the query string and the form body alike.
-      const mark = url.indexOf('?');
-      if (!body && mark === -1) return null; // the login page itself: nothing to read
-      const params = new URLSearchParams(mark === -1 ? '' : url.slice(mark + 1));
-      if (body) for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v);
-      if (params.get('loginOp') !== 'login') return null;
-      const username = params.get('username') ?? '';
-      const password = params.get('password') ?? '';
-      const totp = params.get('totpcode') ?? '';
-      if (password !== '' && username !== '') return { rule, accounts: accountsOf(username), attempts: 1, secondFactor: false };
-      if (totp !== '') return { rule, accounts: accountsOf(username || undefined), attempts: 1, secondFactor: true };
-      return null;
-    }
-    case 'soap': {
-      if (!body) return null;
-      const text = body.toString('utf8');
-      if (!text.includes('AuthRequest') && !text.includes('\\u')) return null;
-      const doc = parseSoap(text);
-      if (!doc) {
-        // Unreadable to us but mentions AuthRequest: count it as one attempt rather than let it pass uncounted.
-        return text.includes('AuthRequest') ? { rule, accounts: [], attempts: 1, secondFactor: false } : null;
-      }
-      const reqs = authRequests(doc).filter((r) => r.credential);
-      if (reqs.length === 0) return null;
-      return { rule, accounts: accountsOf(...reqs.map((r) => r.account)), attempts: reqs.length, secondFactor: false };
+    const reqs = credentialRequests(parsed.doc).filter((r) => r.credential);
+    if (reqs.length > 0) {
+      parts.push({ rule: soap, attempts: reqs.length, secondFactor: false });
+      for (const r of reqs) names.push(r.account);
     }
   }
+
+  const inWebmail = FORM_RULE.path.test(f.path);
+  const preauth = PREAUTH_RULE.path.test(f.path);
+  if (inWebmail || preauth) {
+    const query = queryOf(f.url);
+    let params: Params | null = null;
+    if (query !== '' && LOGIN_PARAMS.test(query)) params = addParams(new Map(), query);
+    if (preauth && query !== '') params ??= addParams(new Map(), query);
+    if (body && isFormBody(f.headers)) {
+      const charset = FORM_CHARSET.exec(f.headers['content-type'] ?? '')?.[1];
+      if (charset && !SAFE_CHARSETS.test(charset)) {
+        return refuse(`form body in charset ${charset.slice(0, 32)}`, 'unreadable-login', /loginop|totpcode|password/i.test(body.toString('latin1')) ? 1 : 0, inWebmail ? FORM_RULE : PREAUTH_RULE);
+      }
+      params = addParams(params ?? new Map(), body.toString(charset && !/utf-?8/i.test(charset) && !/ascii/i.test(charset) ? 'latin1' : 'utf8'));
+    }
+    if (params && inWebmail) {
+      const login = anyValue(params, 'loginOp', (v) => v === 'login');
+      const username = firstNonEmpty(params, 'username');
+      const password = firstNonEmpty(params, 'password');
+      const totp = firstNonEmpty(params, 'totpcode');
+      if (login && username !== undefined && password !== undefined) {
+        parts.push({ rule: FORM_RULE, attempts: 1, secondFactor: false });
+        names.push(username);
+      } else if (totp !== undefined) {
+        // LoginTag's TOTP branch: any method, no loginOp; the account is the one of the pending token.
+        parts.push({ rule: FORM_RULE, attempts: 1, secondFactor: true });
+        if (username !== undefined) names.push(username);
+        creditable = false;
+      }
+    }
+    if (params && preauth && firstNonEmpty(params, 'preauth') !== undefined) {
+      parts.push({ rule: PREAUTH_RULE, attempts: 1, secondFactor: false });
+      names.push(firstNonEmpty(params, 'account'));
+    }
+  }
+
+  if (parts.length === 0) return { kind: 'none' };
+  return assemble(parts, names, f.defaultDomain, creditable);
+}
+
+/** A body we cannot read names a credential element, in any spelling or escape we can think of. */
+export function mentionsCredential(body: Buffer): boolean {
+  const flat = body.toString('latin1').replace(/\0/g, '').replace(/\\(?:x[0-9a-f]{2}|u[0-9a-f]{4})/gi, (m) => String.fromCharCode(parseInt(m.slice(2), 16))).replace(/\\/g, '');
+  return /auth|pass|preauth|twofactor|recovery|totp/i.test(flat);
 }
 
 function authCookieSet(headers: IncomingHttpHeaders): boolean {
@@ -104,45 +220,72 @@ function authCookieSet(headers: IncomingHttpHeaders): boolean {
 
 /** Whether classifyResponse needs the response body for this login. */
 export function needsResponseBody(login: LoginRequest): boolean {
-  return login.rule.kind === 'soap' || login.rule.kind === 'form';
+  return login.parts.some((p) => p.rule.kind === 'soap' || p.rule.kind === 'form');
 }
 
+/** The answer's body as read by the gatekeeper: null when it could not be read whole. */
+export type AnswerBody = Buffer | null;
+
 /**
- * What Zimbra's answer says about the attempt(s). `body` is the response body up to the cap (or
- * null when not needed); a partial body is judged on what was read.
+ * What Zimbra's answer says about the attempts. `body` is the whole (decoded) response body, or null
+ * when it was needed but could not be read whole (too large, cut short, undecodable): then every
+ * SOAP attempt counts as a failure (fail closed).
  */
-export function classifyResponse(login: LoginRequest, status: number, headers: IncomingHttpHeaders, body: Buffer | null): LoginResult {
-  const { rule } = login;
-  const none = { failures: 0, successes: 0, ruleId: rule.failure };
-  switch (rule.kind) {
-    case 'basic':
-      if (status === 401) return { failures: 1, successes: 0, ruleId: rule.failure };
-      if (status >= 200 && status < 400) return { failures: 0, successes: 1, ruleId: rule.success };
-      return none;
-    case 'preauth':
-      if (status === 400) return { failures: 1, successes: 0, ruleId: rule.failure };
-      if (authCookieSet(headers)) return { failures: 0, successes: 1, ruleId: rule.success };
-      return none;
-    case 'form': {
-      if (authCookieSet(headers)) {
-        // After a right password with 2FA on, Zimbra sets a 2FA-usage token and shows the TOTP form.
-        if (body && /name\s*=\s*["']?totpcode/i.test(body.toString('utf8'))) return none;
-        return { failures: 0, successes: 1, ruleId: rule.success };
+export function classifyResponse(login: LoginRequest, status: number, headers: IncomingHttpHeaders, body: AnswerBody): LoginResult {
+  let failures = 0;
+  let successes = 0;
+  let ruleId: string | null = null;
+  const fail = (n: number, id: string): void => {
+    if (n <= 0) return;
+    failures += n;
+    ruleId ??= id;
+  };
+  for (const part of login.parts) {
+    const { rule } = part;
+    switch (rule.kind) {
+      case 'basic':
+        if (status === 401) fail(1, rule.failure);
+        else if (status >= 200 && status < 400) successes++;
+        break;
+      case 'preauth':
+        if (status === 400) fail(1, rule.failure);
+        else if (authCookieSet(headers)) successes++;
+        break;
+      case 'form':
+        if (authCookieSet(headers)) {
+          // After a right password with 2FA on, Zimbra sets a 2FA-usage token and shows the TOTP form.
+          if (body && !/name\s*=\s*["']?totpcode/i.test(body.toString('utf8')) && !part.secondFactor) successes++;
+          else if (body && part.secondFactor) successes++;
+        } else if (status === 200) fail(1, part.secondFactor ? 'form.2fa-failed' : rule.failure);
+        break;
+      case 'soap': {
+        const doc = body ? parseSoapAnswer(body.toString('utf8')) : null;
+        if (!doc) {
+          // SoapServlet answers 200 or 500 with a SOAP body whenever it ran the request; a gateway error
+          // may hide one that ran. Another status with no SOAP body (ZimbraInvalidLoginFilter's 503, a
+          // 4xx before the servlet) means nothing was evaluated.
+          if (status === 200 || status === 500 || status === 502 || status === 504) fail(part.attempts, rule.failure);
+          break;
+        }
+        const faults = rule.faults ?? {};
+        let matched = 0;
+        let first: string | undefined;
+        for (const a of soapAnswers(doc)) {
+          if (a.fault !== undefined && a.fault in faults) {
+            matched++;
+            first ??= faults[a.fault];
+          } else if (a.success) successes++;
+        }
+        fail(matched, first ?? rule.failure);
+        break;
       }
-      if (status === 200) return { failures: 1, successes: 0, ruleId: login.secondFactor ? 'form.2fa-failed' : rule.failure };
-      return none;
-    }
-    case 'soap': {
-      if (!body) return none;
-      const doc = parseSoap(body.toString('utf8'));
-      if (!doc) return none;
-      const out = soapOutcome(doc);
-      const faults = rule.faults ?? {};
-      const matched = out.faultCodes.filter((c) => c in faults);
-      const failures = Math.min(matched.length, login.attempts);
-      if (failures > 0) return { failures, successes: Math.min(out.successes, login.attempts - failures), ruleId: faults[matched[0]!] ?? rule.failure };
-      if (out.successes > 0) return { failures: 0, successes: Math.min(out.successes, login.attempts), ruleId: rule.success };
-      return none;
     }
   }
+  const successAccounts = successes > 0 && login.creditable && failures === 0 ? login.accounts : [];
+  return { failures, successes, successAccounts, ruleId: ruleId ?? (successes > 0 ? login.rule.success : login.rule.failure) };
+}
+
+/** The rule ids of a login's parts, for a refusal or an answer that never came. */
+export function loginRuleId(login: LoginRequest): string {
+  return login.rule.failure;
 }

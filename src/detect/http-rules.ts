@@ -1,20 +1,24 @@
 /**
- * In-line login detection rules, as data. Each row says which requests are login attempts, how the
- * account is read from them, and which answers from Zimbra are failures or successes. The facts are
- * from ../shared/zimbra/auth-signals.md §3-4 (Zimbra 8.8.15 to 10.x):
+ * In-line login detection rules, as data. Paths are the routed path (request-path.ts: as Zimbra's Jetty
+ * routes it, rewrites applied). Facts from ../shared/zimbra/auth-signals.md §3-4 and §9, read in
+ * zm-mailbox (web.xml.production servlet mappings, SoapEngine, AuthUtil.basicAuthRequest, UserServlet)
+ * and zm-jetty-conf (jetty.xml.production rewrite rules):
  *
- * - form:    POST (or GET) `/` or `/zimbra/` with loginOp=login. Failure = 200 without a non-empty
- *            ZM_AUTH_TOKEN cookie; success = ZM_AUTH_TOKEN set, unless the page is the TOTP form
- *            (password right, second factor pending: neither).
- * - soap:    AuthRequest (JSON or XML, SOAP 1.1/1.2, directly in Body or inside a BatchRequest) with a
- *            password, two-factor code or preauth. Failure = a Fault with one of `faults` (HTTP 500, or
- *            200 inside BatchResponse); success = AuthResponse with an authToken and no
- *            twoFactorAuthRequired.
- * - basic:   a request that carried `Authorization: Basic`. Failure = 401; success = 2xx/3xx.
- *            A 401 to a request without credentials is the normal first leg of DAV: not counted.
- * - preauth: /service/preauth. Failure = 400; success = ZM_AUTH_TOKEN set.
- *
- * Paths are matched on the normalised path (see request-path.ts), case-insensitively.
+ * - soap:    POST to SoapServlet (`/service/soap/*`) or AdminServlet (`/service/admin/soap/*`) whose body
+ *            holds an AuthRequest (password, second factor, recovery code, preauth) or a
+ *            ChangePasswordRequest (oldPassword: needs no login, a password oracle). Failure = a Fault
+ *            with one of `faults`, at any HTTP status, one per failed request of a batch.
+ * - basic:   ANY request carrying `Authorization: Basic`, whatever its path, method or Upgrade header
+ *            (DAV, UserServlet /home and /user, ActiveSync, EWS, AutoDiscover, /downloads, and whatever an
+ *            extension maps). Failure = 401. Success only from a servlet known to check the password,
+ *            and only when the request carried no auth-token cookie (UserServletUtil.getAccount takes the
+ *            cookie first and never looks at Basic then).
+ * - form:    the webmail login (login.jsp / LoginTag): request parameters (query + urlencoded body)
+ *            with loginOp=login and a username and password, or a `totpcode` (the 2FA step needs no
+ *            POST and no loginOp). Any path outside /service/: the webmail context sits at
+ *            zimbraMailURL. Failure = 200 without a non-empty ZM_AUTH_TOKEN; success = the cookie set,
+ *            unless the page is the TOTP form.
+ * - preauth: PreAuthServlet (`/service/preauth`) with a `preauth` parameter. Failure = 400.
  */
 export type LoginKind = 'form' | 'soap' | 'basic' | 'preauth';
 
@@ -22,7 +26,7 @@ export interface HttpRule {
   /** Metric label and ban `service`. */
   readonly service: string;
   readonly kind: LoginKind;
-  readonly methods: readonly string[] | 'any';
+  /** Routed paths this rule covers (basic: used only to name the service and to credit successes). */
   readonly path: RegExp;
   /** Rule id reported for a failure (for soap: the default when the fault code has no own id). */
   readonly failure: string;
@@ -37,39 +41,52 @@ const ACCOUNT_FAULTS = {
   'account.TWO_FACTOR_AUTH_FAILED': 'soap.2fa-failed',
 } as const;
 
-export const HTTP_RULES: readonly HttpRule[] = [
-  { service: 'web-form', kind: 'form', methods: ['POST', 'GET'], path: /^\/(?:zimbra\/?)?(?:public\/login\.jsp)?$/i, failure: 'form.auth-failed', success: 'form.auth-ok' },
+export const SOAP_RULES: readonly HttpRule[] = [
   {
-    service: 'admin', kind: 'soap', methods: ['POST'], path: /^\/service\/admin\/soap(?:\/|$)/i, failure: 'admin.auth-failed', success: 'admin.auth-ok',
+    service: 'admin', kind: 'soap', path: /^\/service\/admin\/soap(?:\/|$)/i, failure: 'admin.auth-failed', success: 'admin.auth-ok',
     // Zimbra >= 8.8.15.p30 / 9.0.0.p23 / 10.x answer unknown admin names with PERM_DENIED instead of AUTH_FAILED.
     faults: { 'account.AUTH_FAILED': 'admin.auth-failed', 'account.TWO_FACTOR_AUTH_FAILED': 'admin.2fa-failed', 'service.PERM_DENIED': 'admin.perm-denied' },
   },
-  { service: 'soap', kind: 'soap', methods: ['POST'], path: /^\/service\/soap(?:\/|$)/i, failure: 'soap.auth-failed', success: 'soap.auth-ok', faults: ACCOUNT_FAULTS },
-  { service: 'dav', kind: 'basic', methods: 'any', path: /^\/(?:service\/)?dav(?:\/|$)/i, failure: 'dav.auth-failed', success: 'dav.auth-ok' },
-  { service: 'rest', kind: 'basic', methods: 'any', path: /^\/(?:service\/)?home(?:\/|$)/i, failure: 'rest.auth-failed', success: 'rest.auth-ok' },
-  { service: 'activesync', kind: 'basic', methods: 'any', path: /^\/microsoft-server-activesync(?:\/|$)/i, failure: 'activesync.auth-failed', success: 'activesync.auth-ok' },
-  { service: 'ews', kind: 'basic', methods: 'any', path: /^\/ews(?:\/|$)/i, failure: 'ews.auth-failed', success: 'ews.auth-ok' },
-  { service: 'autodiscover', kind: 'basic', methods: 'any', path: /^\/autodiscover(?:\/|$)/i, failure: 'autodiscover.auth-failed', success: 'autodiscover.auth-ok' },
-  { service: 'downloads', kind: 'basic', methods: 'any', path: /^\/zimbra\/downloads(?:\/|$)/i, failure: 'downloads.auth-failed', success: 'downloads.auth-ok' },
-  { service: 'preauth', kind: 'preauth', methods: ['GET', 'POST'], path: /^\/service\/preauth(?:\/|$)/i, failure: 'preauth.failed', success: 'preauth.ok' },
+  { service: 'soap', kind: 'soap', path: /^\/service\/soap(?:\/|$)/i, failure: 'soap.auth-failed', success: 'soap.auth-ok', faults: ACCOUNT_FAULTS },
 ];
+
+/** Servlets that check Basic credentials (after Jetty's rewrites); the first match names the service. */
+export const BASIC_RULES: readonly HttpRule[] = [
+  { service: 'dav', kind: 'basic', path: /^\/service\/(?:dav|\.well-known)(?:\/|$)/i, failure: 'dav.auth-failed', success: 'dav.auth-ok' },
+  { service: 'rest', kind: 'basic', path: /^\/service\/(?:home|user)(?:\/|$)/i, failure: 'rest.auth-failed', success: 'rest.auth-ok' },
+  { service: 'activesync', kind: 'basic', path: /^\/service\/extension\/zimbrasync(?:\/|$)/i, failure: 'activesync.auth-failed', success: 'activesync.auth-ok' },
+  { service: 'ews', kind: 'basic', path: /^\/service\/extension\/zimbraews(?:\/|$)/i, failure: 'ews.auth-failed', success: 'ews.auth-ok' },
+  { service: 'autodiscover', kind: 'basic', path: /^\/service\/autodiscover(?:\/|$)/i, failure: 'autodiscover.auth-failed', success: 'autodiscover.auth-ok' },
+  { service: 'downloads', kind: 'basic', path: /^\/(?:zimbra\/)?downloads(?:\/|$)/i, failure: 'downloads.auth-failed', success: 'downloads.auth-ok' },
+];
+
+/** Basic credentials anywhere else: counted as attempts, never credited as a success. */
+export const BASIC_OTHER: HttpRule = { service: 'basic', kind: 'basic', path: /^/, failure: 'basic.auth-failed', success: 'basic.auth-ok' };
+
+export const FORM_RULE: HttpRule = { service: 'web-form', kind: 'form', path: /^\/(?!service(?:\/|$))/i, failure: 'form.auth-failed', success: 'form.auth-ok' };
+
+export const PREAUTH_RULE: HttpRule = { service: 'preauth', kind: 'preauth', path: /^\/service\/preauth(?:\/|$)/i, failure: 'preauth.failed', success: 'preauth.ok' };
+
+export const HTTP_RULES: readonly HttpRule[] = [FORM_RULE, ...SOAP_RULES, ...BASIC_RULES, BASIC_OTHER, PREAUTH_RULE];
 
 /** Every rule id the HTTP detector can report (README table, fixtures, metric labels). */
 export function httpRuleIds(): string[] {
-  const ids = new Set<string>();
+  const ids = new Set<string>(['form.2fa-failed', 'http.refused-login']);
   for (const r of HTTP_RULES) {
     ids.add(r.failure);
     ids.add(r.success);
     for (const id of Object.values(r.faults ?? {})) ids.add(id);
   }
-  if (HTTP_RULES.some((r) => r.kind === 'form')) ids.add('form.2fa-failed');
   return [...ids].sort();
 }
 
-export function findRule(method: string, path: string): HttpRule | undefined {
-  for (const rule of HTTP_RULES) {
-    if (rule.methods !== 'any' && !rule.methods.includes(method)) continue;
-    if (rule.path.test(path)) return rule;
-  }
-  return undefined;
+export function soapRuleFor(path: string): HttpRule | undefined {
+  return SOAP_RULES.find((r) => r.path.test(path));
 }
+
+export function basicRuleFor(path: string): HttpRule {
+  return BASIC_RULES.find((r) => r.path.test(path)) ?? BASIC_OTHER;
+}
+
+/** The admin console's paths, held to admin.allow on every listener. */
+export const ADMIN_PATH = /^\/(?:service\/admin(?:\/|$)|zimbraAdmin(?:\/|$))/i;

@@ -1,12 +1,20 @@
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { parseStrictJson } from './strict-json.js';
 
 /*
- * Just enough SOAP to recognise logins: Zimbra's JSON form ({"Body":{"AuthRequest":{...}}}) and XML
- * (SOAP 1.1 and 1.2, any namespace prefix). The SOAP engine dispatches on the Body's children, and
- * runs the children of a BatchRequest, so those are the only places an AuthRequest takes effect.
+ * SOAP as Zimbra's SoapEngine reads it, or a refusal (zm-mailbox store/src/java/com/zimbra/soap/SoapEngine.java):
+ * - the FIRST byte decides: `<` is XML (Element.parseXML, Xerces, which honours a declared encoding and
+ *   detects UTF-16 from the bytes), anything else is JSON read by Zimbra's own lenient reader
+ *   (common/.../soap/Element.java: `\xHH`, backslash before any character, single quotes, unquoted
+ *   keys, trailing garbage, its own rules for duplicate keys).
+ * - dispatch() runs the Body's first child; a BatchRequest runs each of its children in order, and its
+ *   answer (HTTP 200) holds one Fault per failed child, tagged with the child's `requestId`.
+ * A request body is accepted only in the subset where this reading and Zimbra's cannot differ:
+ * UTF-8 XML that is well formed, with no DTD and one Body; standard JSON with no duplicate key. Every
+ * Zimbra client sends that. Anything else is refused by the caller (400), never guessed at.
  */
 
-type Node = Record<string, unknown>;
+export type Node = Record<string, unknown>;
 
 const xml = new XMLParser({
   ignoreAttributes: false,
@@ -19,19 +27,59 @@ const xml = new XMLParser({
   parseAttributeValue: false,
 });
 
-/** Parses a JSON or XML SOAP document; null when it is neither (the caller decides what that means). */
-export function parseSoap(text: string): Node | null {
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export type StrictSoap = { readonly ok: true; readonly doc: Node } | { readonly ok: false; readonly reason: string };
+
+const XML_ENCODINGS = /^(?:utf-?8|us-ascii|ascii)$/i;
+
+/** Reads a SOAP request body the way Zimbra would, or says why it cannot be read with certainty. */
+export function parseSoapRequest(raw: Buffer): StrictSoap {
+  if (raw.length >= 2 && ((raw[0] === 0x3c && raw[1] === 0x00) || (raw[0] === 0x00 && raw[1] === 0x3c) || (raw[0] === 0xfe && raw[1] === 0xff) || (raw[0] === 0xff && raw[1] === 0xfe))) {
+    return { ok: false, reason: 'UTF-16 body' };
+  }
+  let text: string;
+  try {
+    text = utf8.decode(raw);
+  } catch {
+    return { ok: false, reason: 'body is not UTF-8' };
+  }
+  if (text.includes('\0')) return { ok: false, reason: 'NUL byte in body' };
+  if (raw[0] === 0x3c /* < */) {
+    const decl = /^<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']/.exec(text);
+    if (decl && !XML_ENCODINGS.test(decl[1]!)) return { ok: false, reason: `XML declared in ${decl[1]!.slice(0, 32)}` };
+    // A DTD could define entities Xerces expands and this parser does not (and would let them grow without bound).
+    if (/<!DOCTYPE|<!ENTITY/i.test(text)) return { ok: false, reason: 'DTD in XML' };
+    const valid = XMLValidator.validate(text);
+    if (valid !== true) return { ok: false, reason: `malformed XML (${valid.err.msg.slice(0, 80)})` };
+    let doc: unknown;
+    try {
+      doc = xml.parse(text);
+    } catch {
+      return { ok: false, reason: 'malformed XML' };
+    }
+    const node = asNode(doc);
+    if (!node) return { ok: false, reason: 'empty XML document' };
+    const envelope = asNode(node.Envelope);
+    if (Array.isArray(node.Envelope) || (envelope && Array.isArray(envelope.Body))) return { ok: false, reason: 'more than one Envelope or Body' };
+    return { ok: true, doc: node };
+  }
+  const parsed = parseStrictJson(text);
+  if (!parsed.ok) return parsed;
+  const node = asNode(parsed.value);
+  if (!node) return { ok: false, reason: 'JSON body is not an object' };
+  if (node.Body !== undefined && !asNode(node.Body)) return { ok: false, reason: 'JSON Body is not one object' };
+  return { ok: true, doc: node };
+}
+
+/** A SOAP answer from Zimbra (trusted to be well formed: no strictness needed); null when unreadable. */
+export function parseSoapAnswer(text: string): Node | null {
   const t = text.trimStart();
   try {
-    if (t.startsWith('{')) {
-      const v = JSON.parse(t) as unknown;
-      return v && typeof v === 'object' && !Array.isArray(v) ? (v as Node) : null;
-    }
+    if (t.startsWith('{')) return asNode(JSON.parse(t)) ?? null;
     if (t.startsWith('<')) {
-      // A DTD could expand entities without bound; Zimbra refuses DTDs in SOAP too.
       if (/<!DOCTYPE|<!ENTITY/i.test(t)) return null;
-      const v = xml.parse(t) as unknown;
-      return v && typeof v === 'object' ? (v as Node) : null;
+      return asNode(xml.parse(t)) ?? null;
     }
   } catch {
     return null;
@@ -51,6 +99,10 @@ function children(node: Node | undefined, name: string): unknown[] {
   return Array.isArray(v) ? v : [v];
 }
 
+function nodes(node: Node | undefined, name: string): Node[] {
+  return children(node, name).map((v) => asNode(v) ?? {});
+}
+
 function text(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -60,6 +112,7 @@ function text(v: unknown): string | undefined {
   return t === undefined || t === null ? undefined : String(t);
 }
 
+/** An element's value or attribute `name` (JSON writes attributes as plain keys, XML as `@_name`). */
 function field(node: Node, name: string): string | undefined {
   for (const v of [...children(node, name), ...children(node, `@_${name}`)]) {
     const t = text(v);
@@ -68,77 +121,88 @@ function field(node: Node, name: string): string | undefined {
   return undefined;
 }
 
-function body(doc: Node): Node | undefined {
-  return asNode(doc.Body) ?? asNode(asNode(doc.Envelope)?.Body);
+/** Where SoapEngine executes requests: the Body (its first child), and every child of a BatchRequest. */
+const CONTAINERS = ['Envelope', 'Body', 'BatchRequest'] as const;
+/** Where answers sit: the Body and a BatchResponse. */
+const ANSWER_CONTAINERS = ['Envelope', 'Body', 'BatchResponse'] as const;
+
+/** Requests that check a password, a second factor, a recovery code or a preauth key. */
+export interface CredentialRequest {
+  readonly kind: 'AuthRequest' | 'ChangePasswordRequest';
+  /** Login name as sent (not yet canonical). */
+  readonly account: string | undefined;
+  /** Carries a credential Zimbra checks (AuthRequest with only an auth token carries none). */
+  readonly credential: boolean;
+  /** The batch correlator Zimbra copies onto the answer. */
+  readonly requestId: string | undefined;
 }
 
-/** The elements the SOAP engine will execute: Body children and BatchRequest children. */
-function executed(doc: Node, name: string): Node[] {
-  const b = body(doc);
-  const out: Node[] = [];
-  for (const v of children(b, name)) {
-    const n = asNode(v);
-    if (n) out.push(n);
-    else if (v === '') out.push({});
+/** An account element's value; `by=id|foreignPrincipal|…` values are kept apart from login names. */
+function accountOf(req: Node, admin: boolean): string | undefined {
+  const el = children(req, 'account')[0] ?? children(req, '@_account')[0];
+  const value = text(el);
+  if (value !== undefined) {
+    const by = asNode(el) ? (asNode(el)!.by ?? asNode(el)!['@_by']) : undefined;
+    return typeof by === 'string' && by !== 'name' && by !== '' ? `${by}:${value}` : value;
   }
-  for (const batch of [...children(b, 'BatchRequest'), ...children(b, 'BatchResponse')]) {
-    for (const v of children(asNode(batch), name)) {
-      const n = asNode(v);
-      if (n) out.push(n);
-      else if (v === '') out.push({});
+  return admin || field(req, 'name') !== undefined ? field(req, 'name') : undefined;
+}
+
+/**
+ * Every AuthRequest and ChangePasswordRequest SoapEngine could execute in `doc`: the Body's children
+ * (all of them, though only the first runs: counting more is the safe side) and the children of any
+ * BatchRequest (nested ones too). An unenveloped document is searched the same way.
+ */
+export function credentialRequests(doc: Node): CredentialRequest[] {
+  const out: CredentialRequest[] = [];
+  const walk = (node: Node, depth: number): void => {
+    if (depth > 8) return;
+    for (const req of nodes(node, 'AuthRequest')) {
+      const credential = ['password', 'twoFactorCode', 'recoveryCode', 'preauth'].some((k) => (field(req, k) ?? '') !== '');
+      out.push({ kind: 'AuthRequest', account: accountOf(req, true), credential, requestId: field(req, 'requestId') });
     }
-  }
+    for (const req of nodes(node, 'ChangePasswordRequest')) {
+      // needsAuth=false: account + oldPassword are checked with no login, no audit line and no 2FA.
+      out.push({ kind: 'ChangePasswordRequest', account: accountOf(req, false), credential: true, requestId: field(req, 'requestId') });
+    }
+    for (const name of CONTAINERS) for (const child of nodes(node, name)) walk(child, depth + 1);
+  };
+  walk(doc, 0);
   return out;
 }
 
-export interface SoapAuthRequest {
-  /** Login name as sent (not yet normalised). */
-  readonly account: string | undefined;
-  /** Carries something Zimbra checks: a password, a two-factor or recovery code, a preauth. */
-  readonly credential: boolean;
-}
-
-export function authRequests(doc: Node): SoapAuthRequest[] {
-  return executed(doc, 'AuthRequest').map((req) => {
-    const account = field(req, 'account') ?? field(req, 'name');
-    const credential = ['password', 'twoFactorCode', 'preauth', 'recoveryCode'].some((k) => {
-      const v = field(req, k);
-      return v !== undefined && v !== '';
-    });
-    return { account, credential };
-  });
-}
-
-export interface SoapOutcome {
-  /** Fault codes of the faults found (Body or BatchResponse). */
-  readonly faultCodes: string[];
-  /** AuthResponses with an authToken and no pending second factor. */
-  readonly successes: number;
-  /** AuthResponses saying twoFactorAuthRequired: the password was right, the code is still due. */
-  readonly twoFactorPending: number;
+/** One answer to a credential request: a fault code, or a success. */
+export interface SoapAnswerItem {
+  readonly fault: string | undefined;
+  readonly success: boolean;
+  /** AuthResponse with twoFactorAuthRequired: the password was right, the second factor is still due. */
+  readonly twoFactorPending: boolean;
+  readonly requestId: string | undefined;
 }
 
 function faultCode(fault: Node): string | undefined {
-  for (const d of [...children(fault, 'Detail'), ...children(fault, 'detail')]) {
-    for (const e of children(asNode(d), 'Error')) {
-      const code = text(children(asNode(e), 'Code')[0]);
+  for (const d of [...nodes(fault, 'Detail'), ...nodes(fault, 'detail')]) {
+    for (const e of nodes(d, 'Error')) {
+      const code = text(children(e, 'Code')[0]);
       if (code) return code.trim();
     }
   }
   return undefined;
 }
 
-export function soapOutcome(doc: Node): SoapOutcome {
-  const faultCodes: string[] = [];
-  for (const f of executed(doc, 'Fault')) {
-    const code = faultCode(f);
-    if (code) faultCodes.push(code);
-  }
-  let successes = 0;
-  let twoFactorPending = 0;
-  for (const r of executed(doc, 'AuthResponse')) {
-    if (text(children(r, 'twoFactorAuthRequired')[0])?.trim() === 'true') twoFactorPending++;
-    else if (children(r, 'authToken').length > 0) successes++;
-  }
-  return { faultCodes, successes, twoFactorPending };
+/** The faults and login answers in a SOAP answer (Body, BatchResponse), in document order per kind. */
+export function soapAnswers(doc: Node): SoapAnswerItem[] {
+  const out: SoapAnswerItem[] = [];
+  const walk = (node: Node, depth: number): void => {
+    if (depth > 8) return;
+    for (const f of nodes(node, 'Fault')) out.push({ fault: faultCode(f) ?? '', success: false, twoFactorPending: false, requestId: field(f, 'requestId') });
+    for (const r of nodes(node, 'AuthResponse')) {
+      const pending = text(children(r, 'twoFactorAuthRequired')[0])?.trim() === 'true';
+      out.push({ fault: undefined, success: !pending && children(r, 'authToken').length > 0, twoFactorPending: pending, requestId: field(r, 'requestId') });
+    }
+    for (const r of nodes(node, 'ChangePasswordResponse')) out.push({ fault: undefined, success: true, twoFactorPending: false, requestId: field(r, 'requestId') });
+    for (const name of ANSWER_CONTAINERS) for (const child of nodes(node, name)) walk(child, depth + 1);
+  };
+  walk(doc, 0);
+  return out;
 }

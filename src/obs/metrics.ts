@@ -35,8 +35,14 @@ export class Metrics {
   });
   readonly rejections = new Counter({
     name: 'gatekeeper_rejections_total',
-    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, bad-request)',
+    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, too-many-logins, unreadable-login, bad-login-name, too-large, bad-request)',
     labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly loginQueue = new Counter({
+    name: 'gatekeeper_login_queue_total',
+    help: 'Logins that waited for an in-flight login of their address to settle (queued), and those whose wait ran out (timeout)',
+    labelNames: ['result'] as const,
     registers: [this.registry],
   });
   readonly shadowed = new Counter({

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { canonicalAccount } from '../detect/account-name.js';
 import type { AuthEvent } from '../detect/auth-event.js';
 import { GatekeeperError } from '../errors.js';
 import { CidrSet, parseCidr, type Cidr } from '../net/ip.js';
@@ -31,7 +32,10 @@ export type Admission =
 
 export interface LoginOutcome {
   readonly failures: number;
+  /** Successes seen (metrics). */
   readonly successes: number;
+  /** Accounts whose login succeeded with certainty: only these are cleared and remembered as known. */
+  readonly successAccounts: readonly string[];
   readonly ruleId: string;
   readonly service: string;
 }
@@ -51,7 +55,14 @@ export interface AddressSets {
   readonly protected: CidrSet;
 }
 
-const MAX_ACCOUNT_LENGTH = 256;
+/** Logins waiting for a slot, over every address (each holds a client connection). */
+const MAX_WAITING = 10_000;
+
+/** A login waiting for an in-flight reservation of its address to settle. */
+interface Waiter {
+  readonly at: number;
+  readonly wake: () => void;
+}
 
 /**
  * Turns login outcomes into counts and bans. The request path calls admitLogin before forwarding a
@@ -72,6 +83,18 @@ export class Enforcer {
    * store write completes, and so repeated checks cost no Redis round trip.
    */
   private readonly knownGoodLocal = new Map<string, number>();
+  /** Failures reserved by this instance and not yet settled, per client key. */
+  private readonly inflight = new Map<string, number>();
+  /** Logins waiting (FIFO by arrival) for one of those reservations to settle, per client key. */
+  private readonly waiters = new Map<string, Waiter[]>();
+  private waiting = 0;
+  private waitSeq = 0;
+  /**
+   * One chain of counter operations per client key in this instance. rate-limiter-flexible's consume
+   * adds before it refuses (and the refusal is taken back after): without this, a burst of refused
+   * logins shows a passing typo an inflated count, and it bans an address for failures it never made.
+   */
+  private readonly keyLocks = new Map<string, Promise<unknown>>();
 
   constructor(
     private config: Config,
@@ -120,11 +143,9 @@ export class Enforcer {
     return this.cache.lookup(ip, this.clock.now());
   }
 
-  static normalizeAccount(raw: string | undefined | null): string | undefined {
-    if (!raw) return undefined;
-    const a = raw.trim().toLowerCase();
-    if (a.length === 0) return undefined;
-    return a.length > MAX_ACCOUNT_LENGTH ? a.slice(0, MAX_ACCOUNT_LENGTH) : a;
+  /** A login name as Zimbra resolves it (detect/account-name.ts), with the configured default domain. */
+  normalizeAccount(raw: string | undefined | null): string | undefined {
+    return canonicalAccount(raw, this.config.zimbra.defaultDomain);
   }
 
   private async safe<T>(op: string, fn: () => Promise<T>, fallback: T): Promise<T> {
@@ -148,27 +169,135 @@ export class Enforcer {
    * Called before a login request is forwarded. Reserves `attempts` failures on the client's counter
    * (refunded by settleLogin when they turn out not to be failures), unless the client has logged in
    * to all these accounts recently (a DAV or ActiveSync client sends its credentials on every request).
+   *
+   * When the address's budget is taken only by logins still in flight here (an office behind one NAT
+   * address logging in at once, a DAV client's parallel first sync), the login waits for one of them to
+   * settle (FIFO, at most proxy.loginQueueTimeout, at most proxy.loginQueueLength per address) instead
+   * of being refused: a success frees its slot at once; a failure that bans the address refuses
+   * everything still waiting. Exactness is kept: nothing passes without its reservation.
    */
   async admitLogin(ip: string, accounts: readonly string[], attempts: number): Promise<Admission> {
     const key = this.cache.clientKey(ip);
-    const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => ({
-      allowed: true,
-      ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false },
+    const deadline = this.clock.now() + this.config.proxy.loginQueueTimeout * 1000;
+    const at = ++this.waitSeq;
+    for (;;) {
+      const a = await this.tryAdmit(ip, key, accounts, attempts);
+      if (a.allowed || a.reason !== 'limited' || !this.mayWait(key, a.consumed, attempts)) return a.admission;
+      const woken = await this.waitTurn(key, at, deadline);
+      if (!woken) {
+        this.metrics.loginQueue.inc({ result: 'timeout' });
+        return a.admission;
+      }
+    }
+  }
+
+  /** Waiting helps only when settling reservations in flight here could free enough of the budget. */
+  private mayWait(key: string, consumed: number, attempts: number): boolean {
+    const mine = this.inflight.get(key) ?? 0;
+    if (mine === 0 || this.shadow || attempts > this.config.jail.maxretry) return false;
+    if (consumed - mine + attempts > this.config.jail.maxretry) return false;
+    if ((this.waiters.get(key)?.length ?? 0) >= this.config.proxy.loginQueueLength) return false;
+    return this.waiting < MAX_WAITING;
+  }
+
+  private waitTurn(key: string, at: number, deadline: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      let list = this.waiters.get(key);
+      if (!list) this.waiters.set(key, (list = []));
+      const timer = setTimeout(() => {
+        const l = this.waiters.get(key);
+        const i = l ? l.indexOf(waiter) : -1;
+        if (i !== -1) {
+          l!.splice(i, 1);
+          if (l!.length === 0) this.waiters.delete(key);
+          this.waiting--;
+        }
+        resolve(false);
+      }, Math.max(0, deadline - this.clock.now()));
+      const waiter: Waiter = {
+        at,
+        wake: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      // FIFO by first arrival: a login woken and refused again keeps its place.
+      let i = list.length;
+      while (i > 0 && list[i - 1]!.at > at) i--;
+      list.splice(i, 0, waiter);
+      this.waiting++;
+      this.metrics.loginQueue.inc({ result: 'queued' });
     });
+  }
+
+  /** A reservation of `key` settled (or a ban landed): every waiting login tries again, in order. */
+  private wakeWaiters(key: string): void {
+    const list = this.waiters.get(key);
+    if (!list) return;
+    this.waiters.delete(key);
+    this.waiting -= list.length;
+    for (const w of list) w.wake();
+  }
+
+  /** Runs `fn` after every earlier counter operation on `key` here has finished. */
+  private withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.keyLocks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.keyLocks.set(key, tail);
+    void tail.then(() => {
+      if (this.keyLocks.get(key) === tail) this.keyLocks.delete(key);
+    });
+    return run;
+  }
+
+  private tryAdmit(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<{ allowed: boolean; reason?: string; consumed: number; admission: Admission }> {
+    return this.withKeyLock(key, () => this.tryAdmitLocked(ip, key, accounts, attempts));
+  }
+
+  private async tryAdmitLocked(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<{ allowed: boolean; reason?: string; consumed: number; admission: Admission }> {
+    const done = (admission: Admission, consumed = 0): { allowed: boolean; reason?: string; consumed: number; admission: Admission } =>
+      ({ allowed: admission.allowed, ...(admission.allowed ? {} : { reason: admission.reason }), consumed, admission });
+    const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => {
+      if (reserved > 0) this.inflight.set(key, (this.inflight.get(key) ?? 0) + reserved);
+      return { allowed: true, ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false } };
+    };
     if (this.isIgnored(ip)) {
-      return { allowed: true, ticket: { ip, key, accounts, reserved: 0, reservedAccounts: [], knownGood: false, ignored: true } };
+      return done({ allowed: true, ticket: { ip, key, accounts, reserved: 0, reservedAccounts: [], knownGood: false, ignored: true } });
+    }
+    const banned = this.bannedNow(ip);
+    if (banned && !banned.shadow && !this.shadow) {
+      return done({ allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((banned.until - this.clock.now()) / 1000)), ban: banned });
     }
     const knownGood = accounts.length > 0 && (await this.allKnownGood(accounts, key));
-    if (knownGood) return pass(0, [], true);
+    if (knownGood) return done(pass(0, [], true));
+
+    // The address first: a refused login touches no account counter, so an address flooding distinct
+    // names is refused (and banned) instead of leaving a shield counter per name behind.
+    const res = await this.safe('reserve', () => this.ipCounter.consume(key, attempts), null);
+    if (res && !res.allowed) {
+      if (!this.shadow) {
+        return done({ allowed: false, reason: 'limited', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) }, res.consumed);
+      }
+      this.metrics.shadowed.inc({ listener: 'any', reason: 'limited' });
+      this.log.info({ ip, reason: 'limited' }, 'shadow: would refuse login');
+    }
+    const reserved = res && res.allowed ? attempts : 0;
+    const refundIp = async (): Promise<void> => {
+      if (reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, reserved), undefined);
+    };
 
     // Account shield: reserve one failure per targeted account, so bots spread over many addresses
     // cannot overshoot account.maxretry either.
     const reservedAccounts: string[] = [];
     if (this.config.account.enabled) {
       for (const account of accounts) {
-        const res = await this.safe('reserve', () => this.accountCounter.consume(account, 1), null);
-        if (!res) continue;
-        if (res.allowed) {
+        const r = await this.safe('reserve', () => this.accountCounter.consume(account, 1), null);
+        if (!r) continue;
+        if (r.allowed) {
           reservedAccounts.push(account);
           continue;
         }
@@ -178,34 +307,25 @@ export class Enforcer {
           continue;
         }
         await this.refundAccounts(reservedAccounts);
-        this.log.info({ ip, account, failures: res.consumed }, 'account shield: login refused from an address without a recent success');
-        return { allowed: false, reason: 'account-shield', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) };
+        await refundIp();
+        this.log.info({ ip, account, failures: r.consumed }, 'account shield: login refused from an address without a recent success');
+        return done({ allowed: false, reason: 'account-shield', retryAfterSeconds: Math.max(1, Math.ceil(r.msBeforeReset / 1000)) });
       }
     }
 
-    const res = await this.safe('reserve', () => this.ipCounter.consume(key, attempts), null);
-    if (res && !res.allowed) {
-      if (!this.shadow) {
-        await this.refundAccounts(reservedAccounts);
-        return { allowed: false, reason: 'limited', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) };
-      }
-      this.metrics.shadowed.inc({ listener: 'any', reason: 'limited' });
-      this.log.info({ ip, reason: 'limited' }, 'shadow: would refuse login');
-      return pass(0, reservedAccounts, false);
-    }
     // A ban resets the address's counter. A request that passed the gate's ban check just before
     // another request's ban landed would find a fresh counter here: look for that ban before letting
     // it through (locally, then in the store for a ban made by another instance).
-    if (res && !this.shadow) {
+    if (res && res.allowed && !this.shadow) {
       const ban = this.bannedNow(ip) ?? (res.consumed <= attempts ? await this.safe('ban-check', () => this.store.getBan(key), null) : null);
       if (ban && !ban.shadow) {
-        await this.safe('refund', () => this.ipCounter.reward(key, attempts), undefined);
+        await refundIp();
         await this.refundAccounts(reservedAccounts);
         this.cache.set(ban);
-        return { allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((ban.until - this.clock.now()) / 1000)), ban };
+        return done({ allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((ban.until - this.clock.now()) / 1000)), ban });
       }
     }
-    return pass(res ? attempts : 0, reservedAccounts, false);
+    return done(pass(reserved, reservedAccounts, false));
   }
 
   private async allKnownGood(accounts: readonly string[], key: string): Promise<boolean> {
@@ -229,12 +349,11 @@ export class Enforcer {
     for (const a of accounts) await this.safe('refund', () => this.accountCounter.reward(a, 1), undefined);
   }
 
-  /** Called when Zimbra has answered a login admitted by admitLogin. */
+  /** Called when Zimbra has answered a login admitted by admitLogin (exactly once per ticket). */
   async settleLogin(ticket: LoginTicket, outcome: LoginOutcome): Promise<void> {
-    if (outcome.successes > 0 && !ticket.ignored) {
-      // Synchronously, before anything is awaited (see knownGoodLocal).
-      for (const a of ticket.accounts) this.rememberGood(this.goodKey(a, ticket.key), this.config.account.rememberSuccess);
-    }
+    const successAccounts = ticket.ignored ? [] : outcome.successAccounts;
+    // Synchronously, before anything is awaited (see knownGoodLocal).
+    for (const a of successAccounts) this.rememberGood(this.goodKey(a, ticket.key), this.config.account.rememberSuccess);
     if (outcome.failures > 0) {
       this.metrics.logins.inc({ service: outcome.service, rule: outcome.ruleId, outcome: 'failure' }, outcome.failures);
       this.activity?.recordFailure(outcome.service, ticket.ip, ticket.accounts[0], outcome.failures);
@@ -244,37 +363,57 @@ export class Enforcer {
     }
     if (ticket.ignored) return;
     const { key } = ticket;
-    if (outcome.failures > 0) {
-      const extra = outcome.failures - ticket.reserved;
-      if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
-      else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
-      // The shield's failures were reserved at admission: only the pairs are counted now.
-      await this.countAccounts(ticket.accounts, key, true, outcome.failures);
-      await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy');
-    } else {
-      if (ticket.reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
-      await this.refundAccounts(ticket.reservedAccounts);
+    try {
+      await this.withKeyLock(key, () => this.settleCounts(ticket, outcome, successAccounts));
+    } finally {
+      if (ticket.reserved > 0) {
+        const left = (this.inflight.get(key) ?? 0) - ticket.reserved;
+        if (left > 0) this.inflight.set(key, left);
+        else this.inflight.delete(key);
+      }
+      this.wakeWaiters(key);
     }
-    if (outcome.successes > 0) await this.clearOnSuccess(ticket.accounts, key);
+  }
+
+  private async settleCounts(ticket: LoginTicket, outcome: LoginOutcome, successAccounts: readonly string[]): Promise<void> {
+    const { key } = ticket;
+    {
+      if (outcome.failures > 0) {
+        const extra = outcome.failures - ticket.reserved;
+        if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
+        else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
+        // The shield's failures were reserved at admission: only the pairs are counted now.
+        await this.countAccounts(ticket.accounts, key, true, outcome.failures);
+        // Reservations of other logins still in flight sit in the same counter: they are not failures (yet).
+        await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', (this.inflight.get(key) ?? 0) - ticket.reserved);
+      } else {
+        if (ticket.reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
+        await this.refundAccounts(ticket.reservedAccounts);
+      }
+      if (successAccounts.length > 0) await this.clearOnSuccess(successAccounts, key);
+    }
   }
 
   /** A failure or success seen after the fact (log lines, or a response the proxy did not expect). */
   async record(event: AuthEvent): Promise<void> {
     const attempts = event.attempts ?? 1;
-    const account = Enforcer.normalizeAccount(event.account);
+    const account = this.normalizeAccount(event.account);
     this.metrics.logins.inc({ service: event.service, rule: event.ruleId, outcome: event.outcome }, attempts);
     if (event.outcome === 'failure') this.activity?.recordFailure(event.service, event.ip, account, attempts);
     if (this.isIgnored(event.ip)) return;
     const key = this.cache.clientKey(event.ip);
     const accounts = account ? [account] : [];
-    if (event.outcome === 'success') {
-      await this.clearOnSuccess(accounts, key);
-      return;
-    }
-    await this.safe('count', () => this.ipCounter.add(key, attempts), null);
-    const knownGood = account ? await this.safe('known-good', () => this.store.hasFlag(this.goodKey(account, key)), false) : false;
-    await this.countAccounts(accounts, key, knownGood, attempts);
-    await this.banIfOver(event.ip, key, event.ruleId, event.service, event.source);
+    await this.withKeyLock(key, async () => {
+      if (event.outcome === 'success') {
+        await this.clearOnSuccess(accounts, key);
+        return;
+      }
+      await this.safe('count', () => this.ipCounter.add(key, attempts), null);
+      const knownGood = account ? await this.safe('known-good', () => this.store.hasFlag(this.goodKey(account, key)), false) : false;
+      await this.countAccounts(accounts, key, knownGood, attempts);
+      await this.banIfOver(event.ip, key, event.ruleId, event.service, event.source, this.inflight.get(key) ?? 0);
+    });
+    this.wakeWaiters(key);
   }
 
   /** Counts failures per account/address pair and, unless `skipShield`, on the account shield. */
@@ -301,8 +440,8 @@ export class Enforcer {
     }
   }
 
-  private async banIfOver(ip: string, key: string, ruleId: string, service: string, source: 'proxy' | 'log'): Promise<void> {
-    const failures = await this.safe('count', () => this.ipCounter.get(key), 0);
+  private async banIfOver(ip: string, key: string, ruleId: string, service: string, source: 'proxy' | 'log', inFlight = 0): Promise<void> {
+    const failures = (await this.safe('count', () => this.ipCounter.get(key), 0)) - Math.max(0, inFlight);
     if (failures < this.config.jail.maxretry) return;
     if (this.banning.has(key) || this.cache.get(key, this.clock.now())) return;
     this.banning.add(key);

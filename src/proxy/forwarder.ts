@@ -53,7 +53,7 @@ export interface ForwardCall {
   /** Called with the upstream's answer before it is streamed to the client; may observe the body. */
   readonly tap?: ((answer: UpstreamAnswer) => BodyObserver | undefined) | undefined;
   /** Called once if the upstream fails before answering. */
-  readonly failed?: (() => void) | undefined;
+  readonly failed?: ((kind: UpstreamErrorKind) => void) | undefined;
 }
 
 /** Request headers never forwarded (RFC 9110 §7.6.1), plus `expect`: the 100-continue is ours. */
@@ -213,7 +213,7 @@ class Exchange implements UpstreamHandler {
     this.observer?.end(false);
     if (res.writableEnded || res.destroyed) return; // answered by the gate already, or client gone: not the upstream's fault
     const kind = errorKind(err);
-    if (!this.answered) this.call?.failed?.();
+    if (!this.answered) this.call?.failed?.(kind);
     this.f.onError?.(req, kind, err);
     if (res.headersSent) res.destroy();
     else this.f.sendError(req, res, kind);

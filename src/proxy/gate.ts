@@ -1,18 +1,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
 import type { Config } from '../config/schema.js';
-import { analyseRequest, classifyResponse, needsRequestBody, needsResponseBody, type LoginRequest } from '../detect/http-login.js';
-import { findRule, type HttpRule } from '../detect/http-rules.js';
-import { normalizeRequestPath } from '../detect/request-path.js';
+import { classifyHead, classifyResponse, classifyWithBody, needsResponseBody, type Classification, type LoginRequest, type RequestFacts } from '../detect/http-login.js';
+import { ADMIN_PATH, SOAP_RULES, soapRuleFor, type HttpRule } from '../detect/http-rules.js';
+import { normalizeRequestPath, routedPath } from '../detect/request-path.js';
+import { parseSoapAnswer, soapAnswers } from '../detect/soap.js';
 import { resolveClientIp } from '../net/client-ip.js';
 import { normalizeIp, type CidrSet } from '../net/ip.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer, LoginTicket } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
-import type { BodyObserver, Forwarder } from './forwarder.js';
+import type { BodyObserver, Forwarder, UpstreamErrorKind } from './forwarder.js';
 import { bannedPage, sendPage } from './pages.js';
 import { NeedleScanner, readBodyUpTo, replayBody } from './request-body.js';
 
@@ -33,6 +34,8 @@ export interface GateDeps {
   readonly trusted: CidrSet;
   /** admin listener only: who may reach it at all. */
   readonly allow: CidrSet | null;
+  /** admin.allow: who may reach the admin console's paths on any listener. */
+  readonly adminAllow: CidrSet;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly tls: boolean;
@@ -40,10 +43,16 @@ export interface GateDeps {
 }
 
 const MAX_RESPONSE_INSPECT = 256 * 1024;
+/** Names a large SOAP body may not carry (normalised: see NeedleScanner). */
+const SOAP_NEEDLES = ['authrequest', 'changepasswordrequest'];
+/** Names a large form body on the webmail context may not carry. */
+const FORM_NEEDLES = ['loginop', 'totpcode'];
 
 /**
- * The per-request path of a listener: client address → allowlist → ban → login detection (reserve a
- * failure before forwarding) → forward → classify Zimbra's answer → settle the count.
+ * The per-request path of a listener: client address → allowlist → ban → login classification
+ * (a login, provably none, or refused) → reserve failures before forwarding → forward → judge Zimbra's
+ * answer → settle the count. Every path that can reach a credential check is either classified with
+ * certainty or refused before anything is sent upstream.
  */
 export class Gate {
   constructor(private d: GateDeps) {
@@ -55,7 +64,7 @@ export class Gate {
   }
 
   /** Takes reloaded settings (allowlist, trusted proxies, limits); connections stay open. */
-  reconfigure(changes: Pick<GateDeps, 'config' | 'trusted' | 'allow'>): void {
+  reconfigure(changes: Pick<GateDeps, 'config' | 'trusted' | 'allow' | 'adminAllow'>): void {
     this.d = { ...this.d, ...changes };
   }
 
@@ -69,6 +78,13 @@ export class Gate {
     return peer;
   }
 
+  private refuse(req: IncomingMessage, res: ServerResponse | null, status: number, reason: string, title: string, message: string): null {
+    this.d.metrics.rejections.inc({ listener: this.d.name, reason });
+    if (res) sendPage(req, res, { status, title, message, reason });
+    else req.socket.destroy();
+    return null;
+  }
+
   /** Returns the client address, or answers the request itself and returns null. */
   private admit(req: IncomingMessage, res: ServerResponse | null): string | null {
     const { d } = this;
@@ -78,19 +94,11 @@ export class Gate {
       return null;
     }
     const client = resolveClientIp(peer, req.headers['x-forwarded-for'] as string | undefined, d.trusted);
-    if ('error' in client) {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'bad-request' });
-      if (res) sendPage(req, res, { status: 400, title: 'Bad request', message: 'Malformed forwarding header.', reason: 'bad-request' });
-      else req.socket.destroy();
-      return null;
-    }
+    if ('error' in client) return this.refuse(req, res, 400, 'bad-request', 'Bad request', 'Malformed forwarding header.');
     const ip = client.ip;
     if (d.allow && !d.allow.has(ip)) {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'admin-allowlist' });
       d.log.info({ ip, listener: d.name, url: req.url?.slice(0, 200) }, 'admin allowlist: refused');
-      if (res) sendPage(req, res, { status: 403, title: 'Forbidden', message: 'The administration console is not reachable from your network.', reason: 'admin-allowlist' });
-      else req.socket.destroy();
-      return null;
+      return this.refuse(req, res, 403, 'admin-allowlist', 'Forbidden', 'The administration console is not reachable from your network.');
     }
     const ban = d.enforcer.bannedNow(ip);
     if (ban) {
@@ -126,44 +134,41 @@ export class Gate {
     if (!viaTrusted || typeof port !== 'string' || !/^\d{1,5}$/.test(port)) h['x-forwarded-port'] = String(this.d.port());
   }
 
-  handle = (req: IncomingMessage, res: ServerResponse): void => {
+  /** The routed path and the facts classification needs; null when the request was answered (400/403). */
+  private facts(req: IncomingMessage, res: ServerResponse | null, ip: string): RequestFacts | null {
     const { d } = this;
-    res.on('finish', this.counted); // a response finishes once; `on` spares the once-wrapper
-    const ip = this.admit(req, res);
-    if (ip === null) return;
     const path = normalizeRequestPath(req.url);
-    if (path === null) {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'bad-request' });
-      sendPage(req, res, { status: 400, title: 'Bad request', message: 'The request target is not valid.', reason: 'bad-request' });
-      return;
+    if (path === null) return this.refuse(req, res, 400, 'bad-request', 'Bad request', 'The request target is not valid.');
+    // The admin console's paths are held to admin.allow on every listener, so port 7071's restriction
+    // cannot be walked around through the webmail port (a zimbra-proxy or edge may forward them).
+    if (!d.allow && ADMIN_PATH.test(path) && !d.adminAllow.has(ip)) {
+      d.log.info({ ip, listener: d.name, url: req.url?.slice(0, 200) }, 'admin path outside admin.allow: refused');
+      return this.refuse(req, res, 403, 'admin-allowlist', 'Forbidden', 'The administration console is not reachable from your network.');
     }
     const peer = this.peerOf(req.socket as GateSocket)!;
     this.setForwardingHeaders(req, ip, peer !== ip || d.trusted.has(peer));
-    const method = req.method ?? 'GET';
-    const rule = findRule(method, path);
-    if (!rule) {
-      d.forwarder.web(req, res);
+    return { method: req.method ?? 'GET', url: req.url ?? '/', path: routedPath(path), headers: req.headers, defaultDomain: d.config.zimbra.defaultDomain };
+  }
+
+  handle = (req: IncomingMessage, res: ServerResponse): void => {
+    res.on('finish', this.counted); // a response finishes once; `on` spares the once-wrapper
+    const ip = this.admit(req, res);
+    if (ip === null) return;
+    const f = this.facts(req, res, ip);
+    if (f === null) return;
+    let c: Classification;
+    try {
+      c = classifyHead(f);
+    } catch (err) {
+      // Never let a parsing surprise escape a request listener (it would end the process).
+      this.failed(req, res, ip, err as Error);
       return;
     }
-    // Most requests on a login path (the login page itself, a SOAP call that is no AuthRequest
-    // without a body to read) are settled here, synchronously.
-    if (!needsRequestBody(rule, method, req.headers)) {
-      let login: LoginRequest | null;
-      try {
-        login = analyseRequest(rule, req.url ?? '/', req.headers, null);
-      } catch (err) {
-        // Never let a parsing surprise escape a request listener (it would end the process).
-        this.failed(req, res, ip, err as Error);
-        return;
-      }
-      if (!login) {
-        this.forward(req, res, ip, rule, null, null, undefined);
-        return;
-      }
-      this.admitAndForward(req, res, ip, rule, login, undefined);
+    if (c.kind === 'body') {
+      void this.readLoginBody(req, res, ip, f, c.mode).catch((err: Error) => this.failed(req, res, ip, err));
       return;
     }
-    void this.readLoginBody(req, res, ip, rule).catch((err: Error) => this.failed(req, res, ip, err));
+    this.decide(req, res, ip, f, c, undefined);
   };
 
   /** Counts an answered request by listener and status class (`this` is the response). */
@@ -175,7 +180,53 @@ export class Gate {
     else res.destroy();
   }
 
-  private async readLoginBody(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule): Promise<void> {
+  private decide(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, c: Classification, body: Buffer | undefined): void {
+    const { d } = this;
+    switch (c.kind) {
+      case 'none':
+        this.forward(req, res, ip, f, null, null, body);
+        return;
+      case 'refuse':
+        this.refuseLogin(req, res, ip, f, c, body);
+        return;
+      case 'login': {
+        const { login } = c;
+        if (login.attempts > d.config.jail.maxretry && !d.enforcer.shadow) {
+          // More logins in one request than any client sends (a batch of 500 AuthRequests): refused before
+          // any counter is touched, and counted once against the address, so a flooder is banned, not tracked.
+          this.countRefused(ip, login.rule, 1, []);
+          this.refuse(req, res, 400, 'too-many-logins', 'Bad request', `A request may carry at most ${d.config.jail.maxretry} login attempts.`);
+          return;
+        }
+        void this.admitLogin(req, res, ip, f, login, body).catch((err: Error) => this.failed(req, res, ip, err));
+        return;
+      }
+      case 'body':
+        // classifyWithBody never asks for the body again.
+        this.failed(req, res, ip, new Error('classification asked for the body twice'));
+    }
+  }
+
+  /** A login that cannot be read as Zimbra reads it, or that names an account with control characters. */
+  private refuseLogin(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, c: Extract<Classification, { kind: 'refuse' }>, body: Buffer | undefined): void {
+    const { d } = this;
+    d.log.info({ ip, listener: d.name, reason: c.reason, why: c.why, counted: c.count, url: req.url?.slice(0, 200) }, 'login request refused: not readable the way Zimbra reads it');
+    if (c.count > 0) this.countRefused(ip, c.rule, c.count, c.accounts);
+    if (d.enforcer.shadow) {
+      d.metrics.shadowed.inc({ listener: d.name, reason: c.reason });
+      this.forward(req, res, ip, f, null, null, body);
+      return;
+    }
+    this.refuse(req, res, c.status, c.reason, 'Bad request', 'This login request cannot be accepted.');
+  }
+
+  private countRefused(ip: string, rule: HttpRule, attempts: number, accounts: readonly string[]): void {
+    void this.d.enforcer
+      .record({ outcome: 'failure', ruleId: 'http.refused-login', service: rule.service, ip, account: accounts[0], source: 'proxy', attempts })
+      .catch((err: Error) => this.d.log.error({ err: err.message, ip }, 'counting a refused login failed'));
+  }
+
+  private async readLoginBody(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, mode: 'soap' | 'form'): Promise<void> {
     const { d } = this;
     let read;
     try {
@@ -185,26 +236,21 @@ export class Gate {
       return;
     }
     if (read.head) {
-      this.forwardOversize(req, res, ip, rule, read.head);
+      this.forwardOversize(req, res, ip, f, mode, read.head);
       return;
     }
-    const body = read.complete;
-    const login = analyseRequest(rule, req.url ?? '/', req.headers, body);
-    if (!login) {
-      // Not a login we recognise. A SOAP answer with an auth fault still counts (defence in depth).
-      this.forward(req, res, ip, rule, null, null, body ?? undefined);
-      return;
-    }
-    this.admitAndForward(req, res, ip, rule, login, body ?? undefined);
+    const body = read.complete ?? Buffer.alloc(0);
+    this.decide(req, res, ip, f, classifyWithBody(f, body), body);
   }
 
-  private admitAndForward(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, login: LoginRequest, body: Buffer | undefined): void {
-    void this.admitLogin(req, res, ip, rule, login, body).catch((err: Error) => this.failed(req, res, ip, err));
-  }
-
-  private async admitLogin(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, login: LoginRequest, body: Buffer | undefined): Promise<void> {
+  private async admitLogin(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, login: LoginRequest, body: Buffer | undefined): Promise<void> {
     const { d } = this;
     const admission = await d.enforcer.admitLogin(ip, login.accounts, login.attempts);
+    if (res.destroyed || req.socket.destroyed) {
+      // The client left while its login waited: nothing is sent, the reservation goes back.
+      if (admission.allowed) void d.enforcer.settleLogin(admission.ticket, { failures: 0, successes: 0, successAccounts: [], ruleId: login.rule.failure, service: login.rule.service });
+      return;
+    }
     if (!admission.allowed && admission.reason === 'banned') {
       this.refuseBanned(req, res, admission.ban);
       return;
@@ -223,111 +269,138 @@ export class Gate {
       });
       return;
     }
-    this.forward(req, res, ip, rule, login, admission.ticket, body);
+    this.forward(req, res, ip, f, login, admission.ticket, body);
   }
 
   /**
-   * A SOAP or form body past the detection cap. SOAP streams on, but if an AuthRequest shows up in
-   * it the upstream request is aborted before it completes (a padded login must not dodge counting).
+   * A body past the detection cap. Refused when its head already shows an encoding we cannot read or a
+   * login we would have to read whole; otherwise streamed on, and if a login element shows up in it (in
+   * any escape Zimbra decodes) the upstream request is aborted before it completes.
    */
-  private forwardOversize(req: IncomingMessage, res: ServerResponse, ip: string, rule: HttpRule, head: Buffer[]): void {
+  private forwardOversize(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, mode: 'soap' | 'form', head: Buffer[]): void {
     const { d } = this;
-    if (rule.kind !== 'soap') {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'too-large' });
-      sendPage(req, res, { status: 413, title: 'Request too large', message: 'Login requests are limited in size.', reason: 'too-large' });
+    const tooLarge = (): void => {
+      this.refuse(req, res, 413, 'too-large', 'Request too large', 'Login requests are limited in size.');
+      // The rest of the body will not be read: close once the page is out.
+      if (res.writableFinished) req.socket.destroy();
+      else res.once('finish', () => req.socket.destroy());
+    };
+    const first = head[0]!;
+    const headText = Buffer.concat(head).subarray(0, 512).toString('latin1');
+    const unreadable =
+      (first.length >= 2 && (first[1] === 0x00 || first[0] === 0x00 || first[0] === 0xfe || first[0] === 0xff)) ||
+      (/^<\?xml[^>]*?\bencoding\s*=\s*["'](?!utf-?8["']|us-ascii["'])/i.test(headText));
+    const head0 = classifyWithBody(f, null);
+    if (unreadable || head0.kind !== 'none' || (mode === 'form' && /loginop|totpcode/i.test(f.url))) {
+      tooLarge();
       return;
     }
-    const scanner = new NeedleScanner('AuthRequest', () => {
-      d.metrics.rejections.inc({ listener: d.name, reason: 'too-large' });
-      d.log.warn({ ip, listener: d.name }, 'oversized SOAP request carrying an AuthRequest: aborted');
-      sendPage(req, res, { status: 413, title: 'Request too large', message: 'Login requests are limited in size.', reason: 'too-large' });
-      return new Error('oversized AuthRequest');
+    const scanner = new NeedleScanner(mode === 'soap' ? SOAP_NEEDLES : FORM_NEEDLES, () => {
+      d.log.warn({ ip, listener: d.name }, 'oversized request carrying a login: aborted');
+      tooLarge();
+      return new Error('oversized login');
     });
     const stream = replayBody(head, req);
     stream.on('error', () => scanner.destroy());
-    // The scanner's error must be handled (an unhandled 'error' would end the process). The failed
-    // body stream makes the forwarder abort the upstream request; the client's connection is closed
-    // once the 413 page is out, since the rest of its request body will not be read.
-    scanner.on('error', () => {
-      if (res.writableFinished) req.socket.destroy();
-      else res.once('finish', () => req.socket.destroy());
-    });
-    this.forward(req, res, ip, rule, null, null, stream.pipe(scanner));
+    // The scanner's error must be handled (an unhandled 'error' would end the process); the failed body
+    // stream makes the forwarder abort the upstream request.
+    scanner.on('error', () => undefined);
+    this.forward(req, res, ip, f, null, null, stream.pipe(scanner));
   }
 
-  private forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ip: string,
-    rule: HttpRule,
-    login: LoginRequest | null,
-    ticket: LoginTicket | null,
-    body: Buffer | import('node:stream').Readable | undefined,
-  ): void {
+  private forward(req: IncomingMessage, res: ServerResponse, ip: string, f: RequestFacts, login: LoginRequest | null, ticket: LoginTicket | null, body: Buffer | Readable | undefined): void {
     const { d } = this;
-    if (!login && rule.kind !== 'soap') {
-      // Nothing to learn from the answer (the login page, a form post that is no login).
-      d.forwarder.web(req, res, body ? { body } : undefined);
+    const soap = f.method === 'POST' ? soapRuleFor(f.path) : undefined;
+    if (!login) {
+      if (!soap) {
+        d.forwarder.web(req, res, body ? { body } : undefined);
+        return;
+      }
+      // Defence in depth: a SOAP answer carrying a login fault for a request we read as no login is counted.
+      d.forwarder.web(req, res, {
+        body,
+        tap: ({ statusCode, headers }) =>
+          statusCode === 500 || statusCode === 200
+            ? collectBody((raw) => {
+                const text = raw && decode(raw, headers['content-encoding']);
+                const doc = text ? parseSoapAnswer(text.toString('utf8')) : null;
+                const faults = doc ? soapAnswers(doc).filter((a) => a.fault !== undefined && a.fault in (soap.faults ?? {})).length : 0;
+                if (faults > 0) void d.enforcer.record({ outcome: 'failure', ruleId: soap.failure, service: soap.service, ip, source: 'proxy', attempts: faults }).catch(() => undefined);
+              })
+            : undefined,
+      });
       return;
     }
+    const rule = login.rule;
     let settled = false;
-    const settle = (failures: number, successes: number, ruleId: string): void => {
+    const settle = (failures: number, successes: number, successAccounts: readonly string[], ruleId: string): void => {
       if (settled || !ticket) return;
       settled = true;
-      void d.enforcer.settleLogin(ticket, { failures, successes, ruleId, service: rule.service }).catch((err: Error) => {
+      void d.enforcer.settleLogin(ticket, { failures, successes, successAccounts, ruleId, service: rule.service }).catch((err: Error) => {
         d.log.error({ err: err.message, ip }, 'settling a login failed');
       });
     };
+    // Fail closed: a login whose answer never reached us whole counts every reserved attempt.
+    const failClosed = (): void => settle(login.attempts, 0, [], rule.failure);
+    res.once('close', failClosed);
     d.forwarder.web(req, res, {
       body,
-      failed: () => settle(0, 0, rule.failure),
+      // Nothing was evaluated when Zimbra could not even be connected to; anything else may have been.
+      failed: (kind: UpstreamErrorKind) => (kind === 'refused' ? settle(0, 0, [], rule.failure) : failClosed()),
       tap: ({ statusCode: status, headers }) => {
-        if (login) {
-          return collectBody(needsResponseBody(login), (raw) => {
-            const r = classifyResponse(login, status, headers, raw && decode(raw, headers['content-encoding']));
-            settle(r.failures, r.successes, r.ruleId);
-          });
+        const judge = (body: Buffer | null): void => {
+          const r = classifyResponse(login, status, headers, body);
+          settle(r.failures, r.successes, r.successAccounts, r.ruleId);
+        };
+        if (!needsResponseBody(login)) {
+          judge(null);
+          return undefined;
         }
-        if (rule.kind === 'soap' && status === 500) {
-          // An AuthRequest we did not recognise in the request (exotic encoding): count its fault anyway.
-          return collectBody(true, (raw) => {
-            const probe: LoginRequest = { rule, accounts: [], attempts: 1, secondFactor: false };
-            const r = classifyResponse(probe, status, headers, raw && decode(raw, headers['content-encoding']));
-            if (r.failures > 0) {
-              void d.enforcer.record({ outcome: 'failure', ruleId: r.ruleId, service: rule.service, ip, source: 'proxy' }).catch(() => undefined);
-            }
-          });
-        }
-        return undefined;
+        return collectBody((raw) => judge(raw && decode(raw, headers['content-encoding'])));
       },
     });
   }
 
-  /** Websocket upgrades pass the same address checks, then go straight through. */
+  /** Websocket upgrades pass the same address checks; one that carries a login is refused (Jetty would serve it as a GET). */
   upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const ip = this.admit(req, null);
     if (ip === null) {
       socket.destroy();
       return;
     }
-    const peer = this.peerOf(req.socket as GateSocket)!;
-    this.setForwardingHeaders(req, ip, peer !== ip || this.d.trusted.has(peer));
+    const f = this.facts(req, null, ip);
+    if (f === null) {
+      socket.destroy();
+      return;
+    }
+    const c = classifyHead(f);
+    if (c.kind !== 'none') {
+      const count = c.kind === 'login' ? c.login.attempts : c.kind === 'refuse' ? c.count : 1;
+      const rule = c.kind === 'login' ? c.login.rule : c.kind === 'refuse' ? c.rule : SOAP_RULES[1]!;
+      this.countRefused(ip, rule, count, c.kind === 'login' ? c.login.accounts : []);
+      this.d.metrics.rejections.inc({ listener: this.d.name, reason: 'unreadable-login' });
+      socket.on('error', () => socket.destroy());
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\nx-gatekeeper: unreadable-login\r\n\r\n');
+      return;
+    }
     this.d.forwarder.ws(req, socket, head);
   };
 }
 
-/** Keeps up to MAX_RESPONSE_INSPECT bytes of the upstream's body (when `keep`), then reports it. */
-function collectBody(keep: boolean, done: (raw: Buffer | null) => void): BodyObserver {
+/**
+ * Keeps the upstream's body for judging, then reports it: the whole body, or null when it was cut
+ * short or is larger than MAX_RESPONSE_INSPECT (the caller fails closed on null).
+ */
+function collectBody(done: (raw: Buffer | null) => void): BodyObserver {
   const list: Buffer[] = [];
   let size = 0;
   return {
     data(chunk) {
-      if (!keep || size >= MAX_RESPONSE_INSPECT) return;
-      list.push(chunk);
       size += chunk.length;
+      if (size <= MAX_RESPONSE_INSPECT) list.push(chunk);
     },
-    end() {
-      done(keep ? Buffer.concat(list) : null);
+    end(complete) {
+      done(complete && size <= MAX_RESPONSE_INSPECT ? Buffer.concat(list) : null);
     },
   };
 }

@@ -56,23 +56,42 @@ export function replayBody(head: readonly Buffer[], rest: IncomingMessage): Read
 }
 
 /**
- * Passes a body through while looking for `needle` (also across chunk boundaries); when it appears
- * the stream fails with `onFound`'s error, which aborts the upstream request before it is complete.
+ * Passes a body through while looking for any of `needles` (lower case) in a normalised view of it:
+ * NUL bytes dropped (UTF-16), backslash escapes of Zimbra's lenient JSON reader decoded (`\xHH`,
+ * `\uXXXX`, a backslash before any other character), percent escapes decoded (`%XX`, Jetty's `%uXXXX`),
+ * letters lower-cased; also across chunk boundaries. When one appears the stream fails with `onFound`'s
+ * error, which aborts the upstream request before it is complete. Matching more than Zimbra would
+ * execute is the safe side: a body this large that names a login element is refused.
  */
 export class NeedleScanner extends Transform {
   private tail = '';
+  private readonly keep: number;
 
-  constructor(private readonly needle: string, private readonly onFound: () => Error) {
+  constructor(private readonly needles: readonly string[], private readonly onFound: () => Error) {
     super();
+    this.keep = Math.max(...needles.map((n) => n.length)) * 6 + 8;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const text = this.tail + chunk.toString('latin1');
-    if (text.includes(this.needle)) {
+    const flat = normaliseForScan(text);
+    if (this.needles.some((n) => flat.includes(n))) {
       done(this.onFound());
       return;
     }
-    this.tail = text.slice(-(this.needle.length - 1));
+    // Keep enough raw text to complete an escape or a needle split by the chunk boundary.
+    this.tail = text.slice(-this.keep);
     done(null, chunk);
   }
+}
+
+/** The normalised view NeedleScanner searches (exported for tests). */
+export function normaliseForScan(raw: string): string {
+  return raw
+    .replace(/\0/g, '')
+    .replace(/\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))/g, (_m, x: string | undefined, u: string | undefined) => String.fromCharCode(parseInt((x ?? u)!, 16)))
+    .replace(/%(?:u([0-9a-fA-F]{4})|([0-9a-fA-F]{2}))/g, (_m, u: string | undefined, x: string | undefined) => String.fromCharCode(parseInt((u ?? x)!, 16)))
+    .replace(/\\(.)/g, '$1')
+    .replace(/[\0\s'"]/g, '')
+    .toLowerCase();
 }

@@ -25,10 +25,23 @@ export interface RecordedRequest {
   readonly body: string;
 }
 
+/** One credential check the stand-in evaluated (what an attacker gets to learn from). */
+export interface CredentialCheck {
+  /** The client address Zimbra would log (X-Forwarded-For from the gatekeeper). */
+  readonly ip: string;
+  readonly account: string;
+  readonly kind: 'soap' | 'change-password' | 'basic' | 'form' | 'totp' | 'preauth';
+  readonly ok: boolean;
+}
+
 export interface FakeZimbra {
   readonly url: string;
   readonly port: number;
   readonly requests: RecordedRequest[];
+  /** Every credential check evaluated, in order. */
+  readonly checks: CredentialCheck[];
+  /** Checks evaluated for requests from `ip`. */
+  checksFrom(ip: string): CredentialCheck[];
   /** Requests whose path starts with `prefix`. */
   reached(prefix?: string): RecordedRequest[];
   close(): Promise<void>;
@@ -78,7 +91,24 @@ function list(v: unknown): unknown[] {
 
 type AuthAnswer = { ok: true; twoFactor: boolean } | { ok: false; code: string; reason: string; name: string };
 
-function checkAuth(users: Record<string, FakeUser>, req: Record<string, unknown>, admin: boolean): AuthAnswer {
+type Recorder = (kind: CredentialCheck['kind'], account: string, ok: boolean) => void;
+
+function checkAuth(users: Record<string, FakeUser>, req: Record<string, unknown>, admin: boolean, record: Recorder): AuthAnswer {
+  const a = checkAuthInner(users, req, admin);
+  const name = (text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase();
+  if (text(req.password) ?? text(req['@_password']) ?? text(req.twoFactorCode)) record('soap', name, a.ok);
+  return a;
+}
+
+/** ChangePasswordRequest (needsAuth=false): account + oldPassword checked, AUTH_FAILED when wrong. */
+function checkChangePassword(users: Record<string, FakeUser>, req: Record<string, unknown>, record: Recorder): AuthAnswer {
+  const name = (text(list(req.account)[0]) ?? '').toLowerCase();
+  const ok = users[name]?.password === (text(req.oldPassword) ?? text(req['@_oldPassword']));
+  record('change-password', name, ok);
+  return ok ? { ok: true, twoFactor: false } : { ok: false, code: 'account.AUTH_FAILED', reason: `authentication failed for [${name}]`, name };
+}
+
+function checkAuthInner(users: Record<string, FakeUser>, req: Record<string, unknown>, admin: boolean): AuthAnswer {
   const name = (text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase();
   const password = text(req.password) ?? text(req['@_password']);
   const code = text(req.twoFactorCode);
@@ -123,45 +153,146 @@ function xmlEnvelope(body: string): string {
   return `<?xml version="1.0"?>\n<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><change token="9836"/></context></soap:Header><soap:Body>${body}</soap:Body></soap:Envelope>`;
 }
 
-function soap(users: Record<string, FakeUser>, raw: string, admin: boolean): { status: number; type: string; body: string; cookie?: string } {
-  const isJson = raw.trimStart().startsWith('{');
+/**
+ * Zimbra's lenient JSON reader, approximately (common/src/java/com/zimbra/common/soap/Element.java):
+ * `\xHH` escapes, single-quoted strings, and its rule for duplicate keys (addUniqueElement): an empty
+ * object or null never overrides an earlier value, anything else replaces it.
+ */
+function lenientJson(raw: string): Record<string, unknown> {
+  const text = raw.replace(/\\x([0-9a-fA-F]{2})/g, '\\u00$1');
+  let i = 0;
+  const ws = (): void => {
+    while (i < text.length && /[\s\u000b\u000c\u001c-\u001f]/.test(text[i]!)) i++;
+  };
+  const str = (): string => {
+    const q = text[i++]!;
+    let out = '';
+    while (i < text.length && text[i] !== q) {
+      if (text[i] === '\\') {
+        const c = text[i + 1]!;
+        if (c === 'u') {
+          out += String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16));
+          i += 6;
+          continue;
+        }
+        out += ({ n: '\n', r: '\r', t: '\t', b: '\b', f: '\f' } as Record<string, string>)[c] ?? c;
+        i += 2;
+        continue;
+      }
+      out += text[i++];
+    }
+    i++;
+    return out;
+  };
+  const isEmpty = (v: unknown): boolean => v === null || (typeof v === 'object' && Object.keys(v as object).length === 0);
+  const value = (): unknown => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const obj: Record<string, unknown> = {};
+      for (;;) {
+        ws();
+        if (text[i] === '}') {
+          i++;
+          return obj;
+        }
+        const key = text[i] === '"' || text[i] === "'" ? str() : /^[\w$.-]+/.exec(text.slice(i))![0];
+        if (!(text[i - 1] === '"' || text[i - 1] === "'")) i += key.length;
+        ws();
+        if (text[i] === ':' || text[i] === '=') i += text[i + 1] === '>' ? 2 : 1;
+        const v = value();
+        if (!(key in obj) || !isEmpty(v)) obj[key] = v;
+        ws();
+        if (text[i] === ',' || text[i] === ';') i++;
+      }
+    }
+    if (c === '[') {
+      i++;
+      const arr: unknown[] = [];
+      for (;;) {
+        ws();
+        if (text[i] === ']') {
+          i++;
+          return arr;
+        }
+        arr.push(value());
+        ws();
+        if (text[i] === ',') i++;
+      }
+    }
+    if (c === '"' || c === "'") return str();
+    const m = /^[^,}\]\s]+/.exec(text.slice(i));
+    if (!m) throw new Error('bad JSON');
+    i += m[0].length;
+    return m[0] === 'null' ? null : m[0] === 'true' ? true : m[0] === 'false' ? false : Number.isNaN(Number(m[0])) ? m[0] : Number(m[0]);
+  };
+  const v = value();
+  if (!v || typeof v !== 'object') throw new Error('not an object');
+  return v as Record<string, unknown>;
+}
+
+/** Jetty's UrlEncoded also decodes `%uXXXX`; URLSearchParams does not. */
+function jettyParams(encoded: string): URLSearchParams {
+  return new URLSearchParams(encoded.replace(/%u([0-9a-fA-F]{4})/g, (_m, h: string) => encodeURIComponent(String.fromCharCode(parseInt(h, 16)))));
+}
+
+/** SoapEngine: the first byte decides XML (Xerces: UTF-16 detected from `3C 00`) or JSON. */
+function soap(users: Record<string, FakeUser>, rawBody: Buffer, admin: boolean, record: Recorder): { status: number; type: string; body: string; cookie?: string } {
+  const isJson = rawBody[0] !== 0x3c;
+  const raw = !isJson && rawBody[1] === 0x00 ? rawBody.toString('utf16le') : rawBody.toString('utf8');
   let doc: Record<string, unknown>;
   try {
-    doc = isJson ? (JSON.parse(raw) as Record<string, unknown>) : (xml.parse(raw) as Record<string, unknown>);
+    doc = isJson ? lenientJson(raw) : (xml.parse(raw) as Record<string, unknown>);
   } catch {
     return { status: 500, type: 'text/plain', body: 'malformed' };
   }
-  const body = ((isJson ? doc.Body : (doc.Envelope as Record<string, unknown> | undefined)?.Body) ?? {}) as Record<string, unknown>;
+  // getBodyElement: the first Body.
+  const body = (list(isJson ? doc.Body : (doc.Envelope as Record<string, unknown> | undefined)?.Body)[0] ?? {}) as Record<string, unknown>;
   const ns = admin ? 'urn:zimbraAdmin' : 'urn:zimbraAccount';
   const cookieName = admin ? 'ZM_ADMIN_AUTH_TOKEN' : 'ZM_AUTH_TOKEN';
-  const auths = list(body.AuthRequest) as Array<Record<string, unknown>>;
-  const batch = list(body.BatchRequest)[0] as Record<string, unknown> | undefined;
+  // Only the Body's first child runs (SoapProtocol.getBodyElement); a BatchRequest runs all of its children.
+  const firstName = Object.keys(body).find((k) => !k.startsWith('@_') && k !== '_jsns' && k !== '#text');
+  const batch = firstName === 'BatchRequest' ? (list(body.BatchRequest)[0] as Record<string, unknown> | undefined) : undefined;
   if (batch) {
-    // BatchRequest: HTTP 200 always; faults sit inside the BatchResponse.
-    const inner = list(batch.AuthRequest) as Array<Record<string, unknown>>;
-    const answers = inner.map((r) => checkAuth(users, r, admin));
-    const okAnswers = answers.filter((a): a is Extract<AuthAnswer, { ok: true }> => a.ok);
-    const faults = answers.filter((a): a is Extract<AuthAnswer, { ok: false }> => !a.ok);
-    const cookie = okAnswers.length > 0 ? `${cookieName}=${TOKEN}; Path=/; HttpOnly` : undefined;
+    // BatchRequest: HTTP 200 always; one answer per child, in order, each tagged with its requestId.
+    const answers: Array<{ a: AuthAnswer; id: unknown }> = [];
+    for (const [name, v] of Object.entries(batch)) {
+      for (const r of list(v) as Array<Record<string, unknown>>) {
+        if (name === 'AuthRequest') answers.push({ a: checkAuth(users, r, admin, record), id: r.requestId ?? r['@_requestId'] });
+        else if (name === 'ChangePasswordRequest') answers.push({ a: checkChangePassword(users, r, record), id: r.requestId ?? r['@_requestId'] });
+      }
+    }
+    const ok = answers.filter((x) => x.a.ok);
+    const faults = answers.filter((x) => !x.a.ok);
+    const cookie = ok.length > 0 ? `${cookieName}=${TOKEN}; Path=/; HttpOnly` : undefined;
     if (isJson) {
       const resp: Record<string, unknown> = { _jsns: 'urn:zimbra' };
-      if (okAnswers.length) resp.AuthResponse = okAnswers.map((a) => jsonAuthResponse(a, ns));
-      if (faults.length) resp.Fault = faults.map(jsonFault);
+      if (ok.length) resp.AuthResponse = ok.map((x) => ({ ...jsonAuthResponse(x.a as Extract<AuthAnswer, { ok: true }>, ns), ...(x.id ? { requestId: x.id } : {}) }));
+      if (faults.length) resp.Fault = faults.map((x) => ({ ...jsonFault(x.a as Extract<AuthAnswer, { ok: false }>), ...(x.id ? { requestId: x.id } : {}) }));
       return { status: 200, type: 'application/json', body: JSON.stringify({ Header: { context: { _jsns: 'urn:zimbra' } }, Body: { BatchResponse: resp }, _jsns: 'urn:zimbraSoap' }), cookie };
     }
-    const parts = [...okAnswers.map((a) => xmlAuthResponse(a, ns)), ...faults.map(xmlFault)].join('');
+    const parts = answers.map((x) => (x.a.ok ? xmlAuthResponse(x.a, ns) : xmlFault(x.a))).join('');
     return { status: 200, type: 'application/soap+xml', body: xmlEnvelope(`<BatchResponse xmlns="urn:zimbra">${parts}</BatchResponse>`), cookie };
   }
-  if (auths.length === 0) {
+  const first = firstName ? (list(body[firstName])[0] as Record<string, unknown>) : undefined;
+  let a: AuthAnswer | null = null;
+  if (firstName === 'AuthRequest' && first) a = checkAuth(users, first, admin, record);
+  else if (firstName === 'ChangePasswordRequest' && first) a = checkChangePassword(users, first, record);
+  if (!a) {
     const resp = isJson ? JSON.stringify({ Body: { NoOpResponse: { _jsns: 'urn:zimbraMail' } }, _jsns: 'urn:zimbraSoap' }) : xmlEnvelope('<NoOpResponse xmlns="urn:zimbraMail"/>');
     return { status: 200, type: isJson ? 'application/json' : 'application/soap+xml', body: resp };
   }
-  const a = checkAuth(users, auths[0]!, admin);
   if (!a.ok) {
     // SoapServlet.sendResponse: HTTP 500 whenever the Body's first child is a Fault.
     return isJson
       ? { status: 500, type: 'application/json', body: JSON.stringify({ Header: { context: { change: { token: 32934 }, _jsns: 'urn:zimbra' } }, Body: { Fault: jsonFault(a) }, _jsns: 'urn:zimbraSoap' }) }
       : { status: 500, type: 'application/soap+xml', body: xmlEnvelope(xmlFault(a)) };
+  }
+  if (firstName === 'ChangePasswordRequest') {
+    return isJson
+      ? { status: 200, type: 'application/json', body: JSON.stringify({ Body: { ChangePasswordResponse: { authToken: [{ _content: TOKEN }], _jsns: ns } } }) }
+      : { status: 200, type: 'application/soap+xml', body: xmlEnvelope(`<ChangePasswordResponse xmlns="${ns}"><authToken>${TOKEN}</authToken></ChangePasswordResponse>`) };
   }
   const cookie = `${cookieName}=${a.twoFactor ? `${TOKEN}2fa` : TOKEN}; Path=/; HttpOnly`;
   return isJson
@@ -169,7 +300,37 @@ function soap(users: Record<string, FakeUser>, raw: string, admin: boolean): { s
     : { status: 200, type: 'application/soap+xml', body: xmlEnvelope(xmlAuthResponse(a, ns)), cookie };
 }
 
-const BASIC_PATHS = /^\/(service\/dav|dav|service\/home|home|microsoft-server-activesync|ews|autodiscover|zimbra\/downloads)(\/|$|\?)/i;
+/** The servlet path Jetty routes on: ends at ? or #, decoded, dot segments resolved, jetty.xml rewrites applied. */
+function jettyPath(url: string): string {
+  let p = url.split(/[?#]/)[0]!;
+  try {
+    p = decodeURIComponent(p);
+  } catch {
+    return '/';
+  }
+  const out: string[] = [];
+  for (const seg of p.split('/')) {
+    const s = seg.split(';')[0]!;
+    if (s === '' || s === '.') continue;
+    if (s === '..') out.pop();
+    else out.push(s);
+  }
+  const path = `/${out.join('/')}`;
+  const rewrites: Array<[RegExp, string]> = [
+    [/^\/Microsoft-Server-ActiveSync(\/.*)?$/, '/service/extension/zimbrasync'],
+    [/^\/ews\/Exchange\.asmx(\/.*)?$/i, '/service/extension/zimbraews'],
+    [/^\/principals(\/.*)?$/, '/service/dav/principals$1'],
+    [/^\/dav(\/.*)?$/, '/service/dav/home$1'],
+    [/^\/home(\/.*)?$/, '/service/home$1'],
+    [/^\/user(\/.*)?$/, '/service/user$1'],
+    [/^\/autodiscover(\/.*)?$/i, '/service/autodiscover$1'],
+  ];
+  for (const [re, to] of rewrites) if (re.test(path)) return path.replace(re, to);
+  return path;
+}
+
+/** Servlets that take Basic credentials (routed paths). Zimbra's own match the scheme `Basic ` exactly. */
+const BASIC_PATHS = /^\/(service\/dav|service\/home|service\/user|service\/extension\/zimbrasync|service\/extension\/zimbraews|service\/autodiscover|downloads|zimbra\/downloads)(\/|$)/;
 const FILLER = 'x'.repeat(2048);
 
 export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<FakeZimbra> {
@@ -178,23 +339,27 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
     : (h: http.RequestListener) => http.createServer(h);
   const users = options.users ?? DEFAULT_USERS;
   const requests: RecordedRequest[] = [];
+  const checks: CredentialCheck[] = [];
   const delay = (): Promise<void> => new Promise((r) => setTimeout(r, options.authDelayMs ?? 0));
 
-  const server = create(async (req, res) => {
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const chunks: Buffer[] = [];
     try {
       for await (const c of req) chunks.push(c as Buffer);
     } catch {
       return; // the body was cut short (its sender went away): Jetty drops such a request too
     }
-    const body = Buffer.concat(chunks).toString('utf8');
+    const rawBody = Buffer.concat(chunks);
+    const body = rawBody.toString('utf8');
     requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '', body });
-    const url = new URL(req.url ?? '/', 'http://zimbra.test');
-    const path = url.pathname;
+    const ip = String(req.headers['x-forwarded-for'] ?? req.socket.remoteAddress ?? '');
+    const record: Recorder = (kind, account, ok) => checks.push({ ip, account, kind, ok });
+    const url = new URL((req.url ?? '/').replace(/#.*$/, ''), 'http://zimbra.test');
+    const path = jettyPath(req.url ?? '/');
 
-    if (/^\/service\/(admin\/)?soap/i.test(path) && req.method === 'POST') {
-      if (body.includes('AuthRequest')) await delay();
-      const r = soap(users, body, /^\/service\/admin\//i.test(path));
+    if (/^\/service\/(admin\/)?soap(\/|$)/.test(path) && req.method === 'POST') {
+      if (/AuthRequest|ChangePassword|\\x/.test(rawBody.toString('latin1').replace(/\0/g, ''))) await delay();
+      const r = soap(users, rawBody, /^\/service\/admin\//.test(path), record);
       res.writeHead(r.status, { 'content-type': r.type, ...(r.cookie ? { 'set-cookie': r.cookie } : {}) });
       res.end(r.body);
       return;
@@ -202,7 +367,13 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
     if (BASIC_PATHS.test(path)) {
       const auth = req.headers.authorization;
       const challenge = { 'www-authenticate': 'BASIC realm="Zimbra"', 'content-type': 'text/html' };
-      if (!auth || !/^basic /i.test(auth)) {
+      // UserServletUtil.getAccount: a valid auth-token cookie is taken first and Basic is never looked at.
+      if (/ZM_AUTH_TOKEN=0_/.test(req.headers.cookie ?? '')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('ok (cookie)');
+        return;
+      }
+      if (!auth || !auth.startsWith('Basic ')) {
         res.writeHead(401, challenge);
         res.end('must authenticate');
         return;
@@ -210,6 +381,7 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       await delay();
       const [user, pass] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
       const u = users[(user ?? '').toLowerCase()];
+      record('basic', (user ?? '').toLowerCase(), !!u && u.password === pass);
       if (!u || u.password !== pass) {
         res.writeHead(401, challenge);
         res.end('invalid username/password');
@@ -219,9 +391,17 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       res.end('ok');
       return;
     }
-    if (/^\/service\/preauth/i.test(path)) {
+    if (/^\/service\/preauth(\/|$)/.test(path)) {
       await delay();
-      if (url.searchParams.get('preauth') === 'valid') {
+      const params = jettyParams(url.search.slice(1));
+      if (/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) for (const [k, v] of jettyParams(body)) params.append(k, v);
+      if (!params.get('preauth')) {
+        res.writeHead(400, { 'content-type': 'text/plain' });
+        res.end('missing preauth');
+        return;
+      }
+      record('preauth', (params.get('account') ?? '').toLowerCase(), params.get('preauth') === 'valid');
+      if (params.get('preauth') === 'valid') {
         res.writeHead(302, { location: '/', 'set-cookie': `ZM_AUTH_TOKEN=${TOKEN}; Path=/; HttpOnly` });
         res.end();
       } else {
@@ -230,19 +410,25 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       }
       return;
     }
-    if ((path === '/' || path === '/zimbra/' || path === '/zimbra') && (req.method === 'POST' || url.searchParams.get('loginOp') === 'login')) {
-      const params = new URLSearchParams(url.search);
-      for (const [k, v] of new URLSearchParams(body)) params.set(k, v);
-      if (params.get('loginOp') === 'login') {
+    // login.jsp (the webmail context at zimbraMailURL, default /): request parameters come from the
+    // query and a urlencoded body, getParameter takes the first value. The TOTP branch needs no POST.
+    const params = jettyParams(url.search.slice(1));
+    if (/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) for (const [k, v] of jettyParams(body)) params.append(k, v);
+    const webmail = !path.startsWith('/service/');
+    const totpParam = params.get('totpcode');
+    const passwordLogin = req.method === 'POST' && params.get('loginOp') === 'login' && !!params.get('username') && !!params.get('password');
+    if (webmail && (passwordLogin || (totpParam && /ZM_AUTH_TOKEN=0_\w+2fa/.test(req.headers.cookie ?? '')))) {
+      {
         await delay();
         const name = (params.get('username') ?? '').toLowerCase();
         const u = users[name];
-        const totp = params.get('totpcode');
+        const totp = passwordLogin ? null : totpParam;
         const csrf = 'ZM_LOGIN_CSRF=b2c3d4; Path=/; HttpOnly';
         if (totp !== null && totp !== '') {
           // 2FA step two: the step-one ZM_AUTH_TOKEN cookie identifies the user.
-          const twofa = Object.values(users).find((x) => x.totp);
-          if (twofa && totp === twofa.totp) {
+          const twofa = Object.entries(users).find(([, x]) => x.totp);
+          record('totp', twofa?.[0] ?? '', !!twofa && totp === twofa[1].totp);
+          if (twofa && totp === twofa[1].totp) {
             res.writeHead(302, { location: '/', 'set-cookie': [`ZM_AUTH_TOKEN=${TOKEN}; Path=/; HttpOnly`] });
             res.end();
           } else {
@@ -251,6 +437,7 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
           }
           return;
         }
+        record('form', name, !!u && u.password === params.get('password'));
         if (u && u.password === params.get('password')) {
           if (u.totp) {
             res.writeHead(200, { 'content-type': 'text/html;charset=utf-8', 'set-cookie': [`ZM_AUTH_TOKEN=${TOKEN}2fa; Path=/; HttpOnly`, csrf] });
@@ -278,10 +465,19 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
     }
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': FILLER.length });
     res.end(FILLER);
-  });
+  };
+  const server = create((req, res) => void handler(req, res));
   // Websocket stand-in: answers the upgrade and echoes what it receives.
   const upgraded = new Set<import('node:stream').Duplex>();
   server.on('upgrade', (req, socket) => {
+    // Jetty serves an upgrade request to a servlet as the GET it is: Basic credentials on it are checked.
+    if (req.headers.authorization?.startsWith('Basic ') && BASIC_PATHS.test(jettyPath(req.url ?? '/'))) {
+      const res = new http.ServerResponse(req);
+      res.assignSocket(socket as import('node:net').Socket);
+      res.shouldKeepAlive = false;
+      void handler(req, res);
+      return;
+    }
     upgraded.add(socket);
     socket.on('close', () => upgraded.delete(socket));
     requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '', body: '' });
@@ -296,6 +492,8 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
     url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
+    checks,
+    checksFrom: (ip) => checks.filter((c) => c.ip === ip),
     reached: (prefix = '/') => requests.filter((r) => r.url.startsWith(prefix)),
     close: () =>
       new Promise<void>((r) => {

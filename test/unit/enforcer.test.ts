@@ -15,7 +15,7 @@ const make = (store: MemoryStore): Enforcer => new Enforcer(config, store, sets,
 /** One wrong password, admitted and settled as the gate does it. */
 async function fail(e: Enforcer, ip: string): Promise<Admission> {
   const a = await e.admitLogin(ip, ['info@example.com'], 1);
-  if (a.allowed) await e.settleLogin(a.ticket, { failures: 1, successes: 0, ruleId: 'soap.auth-failed', service: 'soap' });
+  if (a.allowed) await e.settleLogin(a.ticket, { failures: 1, successes: 0, successAccounts: [], ruleId: 'soap.auth-failed', service: 'soap' });
   return a;
 }
 

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { analyseRequest, classifyResponse } from '../../src/detect/http-login.js';
-import { findRule } from '../../src/detect/http-rules.js';
+import { classifyHead, classifyResponse, classifyWithBody } from '../../src/detect/http-login.js';
 import { LogDetector } from '../../src/detect/log-detector.js';
 import { LOG_TYPES } from '../../src/detect/log-rules.js';
 import { normalizeRequestPath } from '../../src/detect/request-path.js';
@@ -45,15 +44,18 @@ describe('fuzz: log detector', () => {
 });
 
 describe('fuzz: login classifier and request paths', () => {
-  const soap = findRule('POST', '/service/soap')!;
-  const form = findRule('POST', '/')!;
+  const classifyAll = (url: string, headers: IncomingHttpHeaders, body: Buffer): ReturnType<typeof classifyWithBody>[] =>
+    ['/service/soap', '/', '/dav/x', '/service/preauth'].map((path) => {
+      const f = { method: 'POST', url, path, headers };
+      const head = classifyHead(f);
+      return head.kind === 'body' ? classifyWithBody(f, body) : head;
+    });
   it('never throws on arbitrary bodies, headers and responses', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 3000 }), fc.string({ maxLength: 200 }), fc.integer({ min: 100, max: 599 }), fc.string({ maxLength: 3000 }), (body, auth, status, resp) => {
         const headers: IncomingHttpHeaders = { authorization: `Basic ${auth}`, 'content-type': 'application/x-www-form-urlencoded' };
-        for (const rule of [soap, form, findRule('GET', '/dav/x')!, findRule('GET', '/service/preauth')!]) {
-          const l = analyseRequest(rule, `/?${body.slice(0, 100)}`, headers, Buffer.from(`{"Body":{"AuthRequest":${body}`));
-          if (l) classifyResponse(l, status, { 'set-cookie': [resp.slice(0, 100)] }, Buffer.from(resp));
+        for (const c of classifyAll(`/?${body.slice(0, 100)}`, headers, Buffer.from(`{"Body":{"AuthRequest":${body}`))) {
+          if (c.kind === 'login') classifyResponse(c.login, status, { 'set-cookie': [resp.slice(0, 100)] }, Buffer.from(resp));
         }
       }),
       { numRuns: 2000 },
@@ -61,9 +63,9 @@ describe('fuzz: login classifier and request paths', () => {
   });
   it('deeply nested JSON and XML bodies are handled', () => {
     const deep = `{"Body":{"AuthRequest":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
-    analyseRequest(soap, '/', {}, Buffer.from(deep));
+    classifyAll('/', {}, Buffer.from(deep));
     const deepXml = `<Envelope><Body><AuthRequest>${'<a>'.repeat(3000)}${'</a>'.repeat(3000)}<password>x</password></AuthRequest></Body></Envelope>`;
-    analyseRequest(soap, '/', {}, Buffer.from(deepXml));
+    classifyAll('/', {}, Buffer.from(deepXml));
   });
   it('request path normalisation never throws and always yields an absolute path or null', () => {
     fc.assert(

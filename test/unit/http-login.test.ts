@@ -1,17 +1,33 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { describe, it } from 'node:test';
-import { analyseRequest, classifyResponse, type LoginRequest } from '../../src/detect/http-login.js';
-import { findRule, httpRuleIds } from '../../src/detect/http-rules.js';
+import { classifyHead, classifyResponse, classifyWithBody, type Classification, type LoginRequest } from '../../src/detect/http-login.js';
+import { httpRuleIds } from '../../src/detect/http-rules.js';
+import { normalizeRequestPath, routedPath } from '../../src/detect/request-path.js';
 
-const soapRule = findRule('POST', '/service/soap/AuthRequest')!;
-const adminRule = findRule('POST', '/service/admin/soap/AuthRequest')!;
-const formRule = findRule('POST', '/')!;
-const davRule = findRule('PROPFIND', '/dav/user@example.com/')!;
-
-function login(rule: typeof soapRule, body: string, url = '/', headers: IncomingHttpHeaders = {}): LoginRequest | null {
-  return analyseRequest(rule, url, headers, Buffer.from(body));
+/** Classifies a request the way the gate does: head first, then the body when asked for. */
+export function classify(method: string, url: string, headers: IncomingHttpHeaders = {}, body: string | Buffer | null = null, defaultDomain?: string): Classification {
+  const path = routedPath(normalizeRequestPath(url)!);
+  const f = { method, url, path, headers, defaultDomain };
+  const head = classifyHead(f);
+  if (head.kind !== 'body') return head;
+  return classifyWithBody(f, body === null ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(body));
 }
+
+const SOAP = '/service/soap/AuthRequest';
+const ADMIN = '/service/admin/soap/AuthRequest';
+const FORM = { 'content-type': 'application/x-www-form-urlencoded', 'content-length': '1' };
+const soapRule = SOAP;
+const adminRule = ADMIN;
+const formRule = '/';
+
+/** The login a request is, or null when it is provably none (a refusal fails the assertion). */
+function login(path: string, body: string, url = path, headers: IncomingHttpHeaders = {}): LoginRequest | null {
+  const c = classify('POST', url, path === '/' ? { ...FORM, ...headers } : headers, body);
+  assert.notEqual(c.kind, 'refuse', `refused: ${c.kind === 'refuse' ? c.why : ''}`);
+  return c.kind === 'login' ? c.login : null;
+}
+const attempts = (c: Classification): number | null => (c.kind === 'login' ? c.login.attempts : c.kind === 'refuse' ? -c.count : null);
 
 // Verbatim from ../shared/zimbra/samples/soap-webmail.txt (8.8.15 JSON fault, served with HTTP 500).
 const JSON_FAULT = '{"Header":{"context":{"change":{"token":32934},"_jsns":"urn:zimbra"}},"Body":{"Fault":{"Code":{"Value":"soap:Sender"},"Reason":{"Text":"authentication failed for [asd]"},"Detail":{"Error":{"Code":"account.AUTH_FAILED","Trace":"qtp366590980-155736:1618483353424:124048f45be83bed","_jsns":"urn:zimbra"}}}},"_jsns":"urn:zimbraSoap"}';
@@ -75,12 +91,14 @@ describe('SOAP AuthRequest: request side', () => {
   it('an AuthRequest in the Header is not executed, so not an attempt', () => {
     assert.equal(login(soapRule, '{"Header":{"AuthRequest":{"account":"a","password":"b"}},"Body":{"NoOpRequest":{}}}'), null);
   });
-  it('a body we cannot parse but that names AuthRequest counts as one attempt', () => {
-    assert.equal(login(soapRule, '<soap:Envelope><soap:Body><AuthRequest><account>a</account><password>p</pass')?.attempts, 1);
+  it('a body we cannot parse but that names AuthRequest is refused and counted as one attempt', () => {
+    const c = classify('POST', SOAP, {}, '<soap:Envelope><soap:Body><AuthRequest><account>a</account><password>p</pass');
+    assert.equal(c.kind, 'refuse');
+    assert.equal(attempts(c), -1);
   });
-  it('a DTD is never expanded; the request still counts', () => {
-    const l = login(soapRule, '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Envelope><Body><AuthRequest><account>&a;</account><password>p</password></AuthRequest></Body></Envelope>');
-    assert.equal(l?.attempts, 1);
+  it('a DTD is never expanded; the request is refused and counted', () => {
+    const c = classify('POST', SOAP, {}, '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Envelope><Body><AuthRequest><account>&a;</account><password>p</password></AuthRequest></Body></Envelope>');
+    assert.equal(attempts(c), -1);
   });
   it('other SOAP calls are not logins', () => {
     assert.equal(login(soapRule, '{"Body":{"SearchRequest":{"query":"in:inbox"}}}'), null);
@@ -90,11 +108,11 @@ describe('SOAP AuthRequest: request side', () => {
 describe('SOAP AuthRequest: response side', () => {
   const one = login(soapRule, '{"Body":{"AuthRequest":{"account":{"_content":"u@x"},"password":"x"}}}')!;
   it('JSON fault account.AUTH_FAILED under HTTP 500 is a failure (real 8.8.15 body)', () => {
-    assert.deepEqual(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT)), { failures: 1, successes: 0, ruleId: 'soap.auth-failed' });
+    assert.deepEqual(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
   });
   it('XML SOAP 1.2 fault is a failure (real admin body)', () => {
     const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
-    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(XML_FAULT)), { failures: 1, successes: 0, ruleId: 'admin.auth-failed' });
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(XML_FAULT)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'admin.auth-failed' });
   });
   it('SOAP 1.1 fault (detail in lower case) is a failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(SOAP11_FAULT)).failures, 1);
@@ -102,7 +120,7 @@ describe('SOAP AuthRequest: response side', () => {
   it('admin PERM_DENIED (unknown admin on 8.8.15.p30+/9.0.0.p23+/10.x) is a failure', () => {
     const adminLogin = login(adminRule, '{"Body":{"AuthRequest":{"_jsns":"urn:zimbraAdmin","name":"nobody","password":"p"}}}')!;
     const body = JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED');
-    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(body)), { failures: 1, successes: 0, ruleId: 'admin.perm-denied' });
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(body)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'admin.perm-denied' });
   });
   it('PERM_DENIED on the webmail SOAP endpoint is not a login failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED'))).failures, 0);
@@ -116,11 +134,11 @@ describe('SOAP AuthRequest: response side', () => {
   });
   it('AuthResponse with a token is a success (real admin body)', () => {
     const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
-    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, successes: 1, ruleId: 'admin.auth-ok' });
+    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, successes: 1, successAccounts: ['admin'], ruleId: 'admin.auth-ok' });
   });
   it('twoFactorAuthRequired: the password was right, neither failure nor success', () => {
     const body = '{"Body":{"AuthResponse":{"authToken":[{"_content":"0_x"}],"twoFactorAuthRequired":{"_content":true}}}}';
-    assert.deepEqual(classifyResponse(one, 200, {}, Buffer.from(body)), { failures: 0, successes: 0, ruleId: 'soap.auth-failed' });
+    assert.deepEqual(classifyResponse(one, 200, {}, Buffer.from(body)), { failures: 0, successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
   });
   it('the change-password fault means the password was right: not a failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'account.CHANGE_PASSWORD'))).failures, 0);
@@ -136,7 +154,7 @@ describe('web form login', () => {
     assert.deepEqual(l?.accounts, ['info@example.com']);
   });
   it('credentials in the query string count too (login.jsp reads parameters)', () => {
-    assert.equal(analyseRequest(formRule, '/?loginOp=login&username=a&password=b', {}, null)?.attempts, 1);
+    assert.equal(attempts(classify('POST', '/?loginOp=login&username=a&password=b')), 1);
   });
   it('loginOp=logout is not an attempt', () => {
     assert.equal(login(formRule, 'loginOp=logout'), null);
@@ -162,28 +180,34 @@ describe('web form login', () => {
 });
 
 describe('Basic-auth endpoints', () => {
-  const withCreds = analyseRequest(davRule, '/dav/u/', { authorization: `Basic ${Buffer.from('User@X:pw').toString('base64')}` }, null)!;
+  const c = classify('PROPFIND', '/dav/u/', { authorization: `Basic ${Buffer.from('User@X:pw').toString('base64')}` });
+  const withCreds = (c as Extract<Classification, { kind: 'login' }>).login;
   it('a request without credentials is not an attempt (the normal first leg of DAV)', () => {
-    assert.equal(analyseRequest(davRule, '/dav/u/', {}, null), null);
+    assert.equal(classify('PROPFIND', '/dav/u/').kind, 'none');
   });
   it('a Bearer token is not Basic credentials', () => {
-    assert.equal(analyseRequest(davRule, '/dav/u/', { authorization: 'Bearer abc' }, null), null);
+    assert.equal(classify('PROPFIND', '/dav/u/', { authorization: 'Bearer abc' }).kind, 'none');
   });
   it('the account is the Basic user, lower-cased', () => assert.deepEqual(withCreds.accounts, ['user@x']));
   it('401 to a request with credentials is a failure', () => {
-    assert.deepEqual(classifyResponse(withCreds, 401, { 'www-authenticate': 'BASIC realm="Zimbra"' }, null), { failures: 1, successes: 0, ruleId: 'dav.auth-failed' });
+    assert.deepEqual(classifyResponse(withCreds, 401, { 'www-authenticate': 'BASIC realm="Zimbra"' }, null), { failures: 1, successes: 0, successAccounts: [], ruleId: 'dav.auth-failed' });
   });
   it('207 Multi-Status is a success', () => assert.equal(classifyResponse(withCreds, 207, {}, null).successes, 1));
   it('403 is neither', () => assert.deepEqual([classifyResponse(withCreds, 403, {}, null).failures, classifyResponse(withCreds, 403, {}, null).successes], [0, 0]));
-  for (const [path, service] of [['/service/home/u/inbox?auth=ba', 'rest'], ['/home/u/calendar', 'rest'], ['/Microsoft-Server-ActiveSync', 'activesync'], ['/ews/Exchange.asmx', 'ews'], ['/autodiscover/autodiscover.xml', 'autodiscover'], ['/zimbra/downloads/index.html', 'downloads'], ['/service/dav/home/u/', 'dav']]) {
-    it(`${path} is the ${service} rule`, () => assert.equal(findRule('GET', path.split('?')[0]!)?.service, service));
+  for (const [path, service] of [['/service/home/u/inbox?auth=ba', 'rest'], ['/home/u/calendar', 'rest'], ['/user/u/calendar', 'rest'], ['/principals/users/u/', 'dav'], ['/Microsoft-Server-ActiveSync', 'activesync'], ['/ews/Exchange.asmx', 'ews'], ['/autodiscover/autodiscover.xml', 'autodiscover'], ['/zimbra/downloads/index.html', 'downloads'], ['/downloads/index.html', 'downloads'], ['/service/dav/home/u/', 'dav'], ['/anything/else', 'basic']]) {
+    it(`${path} is the ${service} rule`, () => {
+      const l = classify('HEAD', path, { authorization: basicOf('u', 'p') });
+      assert.equal(l.kind === 'login' && l.login.rule.service, service);
+    });
   }
 });
 
+const basicOf = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
 describe('preauth', () => {
-  const rule = findRule('GET', '/service/preauth')!;
   it('400 is a failure, the account comes from the query', () => {
-    const l = analyseRequest(rule, '/service/preauth?account=U@x&by=name&timestamp=1&expires=0&preauth=abc', {}, null)!;
+    const c = classify('GET', '/service/preauth?account=U@x&by=name&timestamp=1&expires=0&preauth=abc');
+    const l = (c as Extract<Classification, { kind: 'login' }>).login;
     assert.deepEqual(l.accounts, ['u@x']);
     assert.equal(classifyResponse(l, 400, {}, null).ruleId, 'preauth.failed');
   });

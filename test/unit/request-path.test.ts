@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { findRule } from '../../src/detect/http-rules.js';
-import { normalizeRequestPath } from '../../src/detect/request-path.js';
+import { soapRuleFor } from '../../src/detect/http-rules.js';
+import { normalizeRequestPath, routedPath } from '../../src/detect/request-path.js';
 
 describe('normalizeRequestPath (detection cannot be dodged by path tricks)', () => {
   for (const { desc, input, want } of [
     { desc: 'plain', input: '/service/soap/AuthRequest', want: '/service/soap/AuthRequest' },
     { desc: 'query removed', input: '/service/soap?x=1', want: '/service/soap' },
+    { desc: 'fragment removed (Jetty ends the path at #)', input: '/service/soap#x', want: '/service/soap' },
+    { desc: 'fragment before a query', input: '/service/soap#x?y', want: '/service/soap' },
     { desc: 'double slashes', input: '//service//soap/', want: '/service/soap/' },
     { desc: 'dot segments', input: '/service/./x/../soap', want: '/service/soap' },
     { desc: 'percent-encoding', input: '/service/%73oap', want: '/service/soap' },
@@ -20,9 +22,19 @@ describe('normalizeRequestPath (detection cannot be dodged by path tricks)', () 
     it(desc, () => assert.equal(normalizeRequestPath(input), want));
   }
   it('the normalised paths still find the rule', () => {
-    assert.equal(findRule('POST', normalizeRequestPath('//service/%73oap;x=1/')!)?.service, 'soap');
-    assert.equal(findRule('PROPFIND', normalizeRequestPath('/DAV/user@example.com/')!)?.service, 'dav');
-    assert.equal(findRule('POST', normalizeRequestPath('/Microsoft-Server-ActiveSync?Cmd=Sync')!)?.service, 'activesync');
-    assert.equal(findRule('GET', '/service/soap'), undefined);
+    assert.equal(soapRuleFor(normalizeRequestPath('//service/%73oap;x=1/')!)?.service, 'soap');
+    assert.equal(soapRuleFor(normalizeRequestPath('/service/soap#x')!)?.service, 'soap');
   });
+  for (const [from, to] of [
+    ['/dav/u/Calendar', '/service/dav/home/u/Calendar'],
+    ['/principals/users/u', '/service/dav/principals/users/u'],
+    ['/home/u/inbox', '/service/home/u/inbox'],
+    ['/user/u/inbox', '/service/user/u/inbox'],
+    ['/zimbra/home/u', '/service/home/u'],
+    ['/Microsoft-Server-ActiveSync', '/service/extension/zimbrasync'],
+    ['/ews/exchange.ASMX', '/service/extension/zimbraews'],
+    ['/service/soap', '/service/soap'],
+  ]) {
+    it(`Jetty rewrites ${from} to ${to}`, () => assert.equal(routedPath(from!), to));
+  }
 });
