@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { canonicalAccount, hasUnsafeCharacters } from './account-name.js';
 import { addParams, anyValue, firstNonEmpty, queryOf, type Params } from './form-params.js';
+import { routedPath } from './request-path.js';
 import { basicRuleFor, BASIC_OTHER, FORM_RULE, PREAUTH_RULE, soapRuleFor, type HttpRule } from './http-rules.js';
 import { credentialRequests, parseSoapAnswer, parseSoapRequest, soapAnswers } from './soap.js';
 
@@ -52,7 +53,7 @@ export type Classification =
 export interface RequestFacts {
   readonly method: string;
   readonly url: string;
-  /** The routed path (normalizeRequestPath + routedPath). */
+  /** The path as Jetty decodes it (normalizeRequestPath); Jetty's rewrites are applied where they matter. */
   readonly path: string;
   readonly headers: IncomingHttpHeaders;
   readonly defaultDomain?: string | undefined;
@@ -122,7 +123,11 @@ function assemble(parts: LoginPart[], rawNames: Array<string | undefined>, defau
  * First look, from the head alone. `listenerAdmin` is unused here (the admin allowlist is the gate's);
  * bodies are asked for only where they can carry a login.
  */
+const NONE: Classification = { kind: 'none' };
+
 export function classifyHead(f: RequestFacts): Classification {
+  // Most requests: no credentials, no parameters, no body that could hold a login.
+  if (f.headers.authorization === undefined && f.method !== 'POST' && !f.url.includes('?')) return NONE;
   const soap = f.method === 'POST' ? soapRuleFor(f.path) : undefined;
   if (soap) return { kind: 'body', mode: 'soap' };
   const inWebmail = FORM_RULE.path.test(f.path);
@@ -143,7 +148,7 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
 
   const basic = basicOf(f.headers);
   if (basic) {
-    const rule = basicRuleFor(f.path);
+    const rule = basicRuleFor(routedPath(f.path));
     parts.push({ rule, attempts: 1, secondFactor: false });
     names.push(basic.user);
     if (rule === BASIC_OTHER || competingCredential(f.headers, f.url)) creditable = false;
@@ -197,7 +202,7 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
     }
   }
 
-  if (parts.length === 0) return { kind: 'none' };
+  if (parts.length === 0) return NONE;
   return assemble(parts, names, f.defaultDomain, creditable);
 }
 

@@ -75,16 +75,15 @@ export function parseSoapRequest(raw: Buffer): StrictSoap {
 /** A SOAP answer from Zimbra (trusted to be well formed: no strictness needed); null when unreadable. */
 export function parseSoapAnswer(text: string): Node | null {
   const t = text.trimStart();
+  let doc: Node | undefined;
   try {
-    if (t.startsWith('{')) return asNode(JSON.parse(t)) ?? null;
-    if (t.startsWith('<')) {
-      if (/<!DOCTYPE|<!ENTITY/i.test(t)) return null;
-      return asNode(xml.parse(t)) ?? null;
-    }
+    if (t.startsWith('{')) doc = asNode(JSON.parse(t));
+    else if (t.startsWith('<') && !/<!DOCTYPE|<!ENTITY/i.test(t)) doc = asNode(xml.parse(t));
   } catch {
     return null;
   }
-  return null;
+  // A SOAP answer has an Envelope (XML) or a Body (JSON); an HTML error page is not one.
+  return doc && (asNode(doc.Envelope) || asNode(doc.Body)) ? doc : null;
 }
 
 function asNode(v: unknown): Node | undefined {

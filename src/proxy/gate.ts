@@ -5,7 +5,7 @@ import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
 import type { Config } from '../config/schema.js';
 import { classifyHead, classifyResponse, classifyWithBody, needsResponseBody, type Classification, type LoginRequest, type RequestFacts } from '../detect/http-login.js';
 import { ADMIN_PATH, SOAP_RULES, soapRuleFor, type HttpRule } from '../detect/http-rules.js';
-import { normalizeRequestPath, routedPath } from '../detect/request-path.js';
+import { normalizeRequestPath } from '../detect/request-path.js';
 import { parseSoapAnswer, soapAnswers } from '../detect/soap.js';
 import { resolveClientIp } from '../net/client-ip.js';
 import { normalizeIp, type CidrSet } from '../net/ip.js';
@@ -147,7 +147,7 @@ export class Gate {
     }
     const peer = this.peerOf(req.socket as GateSocket)!;
     this.setForwardingHeaders(req, ip, peer !== ip || d.trusted.has(peer));
-    return { method: req.method ?? 'GET', url: req.url ?? '/', path: routedPath(path), headers: req.headers, defaultDomain: d.config.zimbra.defaultDomain };
+    return { method: req.method ?? 'GET', url: req.url ?? '/', path, headers: req.headers, defaultDomain: d.config.zimbra.defaultDomain };
   }
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {

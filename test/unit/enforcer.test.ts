@@ -49,3 +49,57 @@ describe('Enforcer: a ban resets the counter, but never lets a request slip thro
     assert.equal(next.allowed, true);
   });
 });
+
+describe('Enforcer: logins of one address in flight (an office behind NAT)', () => {
+  const outcome = (failures: number, successAccounts: string[] = []) => ({ failures, successes: successAccounts.length, successAccounts, ruleId: 'soap.auth-failed', service: 'soap' });
+
+  it('a login that finds the budget held by logins in flight waits for one to settle, FIFO, and is served', async () => {
+    const e = make(new MemoryStore(clock));
+    const held = await Promise.all([0, 1, 2].map((i) => e.admitLogin('198.51.100.20', [`u${i}@example.com`], 1)));
+    assert.ok(held.every((a) => a.allowed));
+    const order: number[] = [];
+    const waiting = [3, 4].map((i) => e.admitLogin('198.51.100.20', [`u${i}@example.com`], 1).then((a) => (order.push(i), a)));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, [], 'nobody passed while every slot was held');
+    for (const a of held) if (a.allowed) await e.settleLogin(a.ticket, outcome(0, [a.ticket.accounts[0]!]));
+    const served = await Promise.all(waiting);
+    assert.ok(served.every((a) => a.allowed));
+    assert.deepEqual(order, [3, 4]);
+  });
+
+  it('reservations of logins still in flight are not failures: a typo among them bans nobody', async () => {
+    const e = make(new MemoryStore(clock));
+    const held = await Promise.all([0, 1, 2].map((i) => e.admitLogin('198.51.100.21', [`u${i}@example.com`], 1)));
+    const typo = held[0]!;
+    if (typo.allowed) await e.settleLogin(typo.ticket, outcome(1));
+    assert.equal(e.bannedNow('198.51.100.21'), undefined, 'one failure and two logins in flight is no ban');
+    assert.equal(await e.failuresOf('198.51.100.21'), 3, 'the counter holds 1 failure and 2 reservations');
+  });
+
+  it('once failures have used the budget, the waiting logins are refused, not served', async () => {
+    const e = make(new MemoryStore(clock));
+    const held = await Promise.all([0, 1, 2].map(() => e.admitLogin('198.51.100.22', ['victim@example.com'], 1)));
+    const waiting = e.admitLogin('198.51.100.22', ['victim@example.com'], 1);
+    for (const a of held) if (a.allowed) await e.settleLogin(a.ticket, outcome(1));
+    const late = await waiting;
+    assert.equal(late.allowed, false);
+    assert.equal(!late.allowed && late.reason, 'banned');
+  });
+
+  it('a request with more attempts than maxretry never waits', async () => {
+    const e = make(new MemoryStore(clock));
+    const held = await e.admitLogin('198.51.100.23', ['a@example.com'], 1);
+    assert.ok(held.allowed);
+    const big = await e.admitLogin('198.51.100.23', ['a@example.com'], config.jail.maxretry + 1);
+    assert.equal(!big.allowed && big.reason, 'limited');
+  });
+
+  it('a success is credited only to the accounts the gate names: an attacker\'s own success does not clear a victim', async () => {
+    const e = make(new MemoryStore(clock));
+    const first = await e.admitLogin('198.51.100.24', ['victim@example.com'], 1);
+    if (first.allowed) await e.settleLogin(first.ticket, outcome(1));
+    const batch = await e.admitLogin('198.51.100.24', ['own@example.com', 'victim@example.com'], 2);
+    if (batch.allowed) await e.settleLogin(batch.ticket, { failures: 1, successes: 1, successAccounts: [], ruleId: 'soap.auth-failed', service: 'soap' });
+    assert.equal(await e.failuresOf('198.51.100.24'), 2, 'both failures stand');
+  });
+});

@@ -3,11 +3,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { describe, it } from 'node:test';
 import { classifyHead, classifyResponse, classifyWithBody, type Classification, type LoginRequest } from '../../src/detect/http-login.js';
 import { httpRuleIds } from '../../src/detect/http-rules.js';
-import { normalizeRequestPath, routedPath } from '../../src/detect/request-path.js';
+import { normalizeRequestPath } from '../../src/detect/request-path.js';
 
 /** Classifies a request the way the gate does: head first, then the body when asked for. */
 export function classify(method: string, url: string, headers: IncomingHttpHeaders = {}, body: string | Buffer | null = null, defaultDomain?: string): Classification {
-  const path = routedPath(normalizeRequestPath(url)!);
+  const path = normalizeRequestPath(url)!;
   const f = { method, url, path, headers, defaultDomain };
   const head = classifyHead(f);
   if (head.kind !== 'body') return head;
@@ -216,5 +216,59 @@ describe('preauth', () => {
 describe('rule table', () => {
   it('every rule id follows <service>.<condition>', () => {
     for (const id of httpRuleIds()) assert.match(id, /^[a-z0-9]+(?:-[a-z0-9]+)*\.[a-z0-9]+(?:-[a-z0-9]+)*$/);
+  });
+});
+
+describe('fail closed and credit with certainty', () => {
+  const one = login(SOAP, '{"Body":{"AuthRequest":{"account":{"_content":"u@x"},"password":"x"}}}')!;
+  it('a SOAP answer that could not be read whole counts every attempt as a failure', () => {
+    const batch = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"u@x","password":"1"},{"account":"u@x","password":"2"}]}}}')!;
+    assert.equal(classifyResponse(batch, 200, {}, null).failures, 2);
+    assert.equal(classifyResponse(one, 500, {}, Buffer.from('<html>not soap')).failures, 1);
+  });
+  it('a 503 from Zimbra\'s own login filter with no body is neither', () => assert.equal(classifyResponse(one, 503, {}, null).failures, 0));
+  it('every fault of a batch counts, not one', () => {
+    const batch = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"u@x","password":"1"},{"account":"u@x","password":"2"}]}}}')!;
+    const body = '{"Body":{"BatchResponse":{"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}},{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}}]}}}';
+    assert.equal(classifyResponse(batch, 200, {}, Buffer.from(body)).failures, 2);
+  });
+  it('a batch naming two accounts is never credited (own-account wash)', () => {
+    const wash = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"own@x","password":"right"},{"account":"victim@x","password":"guess"}]}}}')!;
+    const body = '{"Body":{"BatchResponse":{"AuthResponse":[{"authToken":[{"_content":"0_x"}]}],"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}}]}}}';
+    const r = classifyResponse(wash, 200, {}, Buffer.from(body));
+    assert.deepEqual([r.failures, r.successAccounts], [1, []]);
+  });
+  it('Basic with an auth-token cookie is never credited (Zimbra authenticates by the cookie)', () => {
+    const c = classify('GET', '/home/victim@x/inbox', { authorization: basicOf('victim@x', 'guess'), cookie: 'ZM_AUTH_TOKEN=0_own' });
+    assert.equal(c.kind === 'login' && classifyResponse(c.login, 200, {}, null).successAccounts.length, 0);
+  });
+  it('Basic on a path that checks nothing is never credited', () => {
+    const c = classify('GET', '/robots.txt', { authorization: basicOf('victim@x', 'guess') });
+    assert.equal(c.kind === 'login' && classifyResponse(c.login, 200, {}, null).successAccounts.length, 0);
+  });
+  it('a plain success is credited to its one account', () => {
+    const c = classify('PROPFIND', '/dav/u@x/', { authorization: basicOf('U@X', 'pw') });
+    assert.deepEqual(c.kind === 'login' && classifyResponse(c.login, 207, {}, null).successAccounts, ['u@x']);
+  });
+  it('Basic on a SOAP login counts both: adding a header does not turn the guess into a Basic one', () => {
+    const c = classify('POST', SOAP, { authorization: basicOf('a@x', 'b') }, '{"Body":{"AuthRequest":{"account":"v@x","password":"g"}}}');
+    assert.equal(attempts(c), 2);
+    assert.equal(c.kind === 'login' && classifyResponse(c.login, 500, {}, Buffer.from(JSON_FAULT)).failures, 1);
+  });
+  it('a login name with a line break is refused and counted', () => {
+    const c = classify('POST', SOAP, {}, JSON.stringify({ Body: { AuthRequest: { account: 'a]\n2026-01-01 INFO [ip=1.2.3.4;] x', password: 'p' } } }));
+    assert.equal(c.kind === 'refuse' && c.reason, 'bad-login-name');
+    assert.equal(attempts(c), -1);
+  });
+  it('ChangePasswordRequest is a login attempt (needsAuth=false, checks oldPassword)', () => {
+    assert.equal(attempts(classify('POST', SOAP, {}, '{"Body":{"ChangePasswordRequest":{"account":{"by":"name","_content":"v@x"},"oldPassword":"g","password":"n"}}}')), 1);
+  });
+  it('the TOTP step needs no POST and no loginOp', () => assert.equal(attempts(classify('GET', '/?totpcode=123456')), 1));
+  it('a form body in an unknown charset is refused', () => {
+    assert.equal(classify('POST', '/', { 'content-type': 'application/x-www-form-urlencoded; charset=utf-16', 'content-length': '9' }, 'loginOp=login').kind, 'refuse');
+  });
+  it('canonical names with the default domain', () => {
+    const c = classify('POST', SOAP, {}, '{"Body":{"AuthRequest":{"account":"INFO.","password":"g"}}}', 'example.com');
+    assert.deepEqual(c.kind === 'login' && c.login.accounts, ['info@example.com']);
   });
 });
