@@ -18,6 +18,10 @@ export interface LoginPart {
   readonly attempts: number;
   /** form: a second-factor code (2FA step two). */
   readonly secondFactor: boolean;
+  /** The canonical account of each attempt (undefined where the request does not say), in order. */
+  readonly accounts: ReadonlyArray<string | undefined>;
+  /** soap: each attempt's batch correlator, when every attempt has its own (then faults map to attempts). */
+  readonly requestIds?: readonly string[] | undefined;
 }
 
 /** A request recognised as a login attempt (or several: a SOAP batch, or Basic on a form post). */
@@ -61,6 +65,8 @@ export interface RequestFacts {
 
 export interface LoginResult {
   readonly failures: number;
+  /** The account of each failure, where the answer says which attempt failed (or the request names one account). */
+  readonly failedAccounts: readonly string[];
   /** Accounts whose login succeeded with certainty (their failures from this address are cleared). */
   readonly successAccounts: readonly string[];
   /** Successes seen (metrics), credited or not. */
@@ -102,20 +108,39 @@ function refuse(why: string, reason: RefusalReason, count: number, rule: HttpRul
   return { kind: 'refuse', status: 400, reason, why, count, rule, accounts };
 }
 
+/** A part as read from the request: its attempts' raw login names. */
+interface RawPart {
+  readonly rule: HttpRule;
+  readonly names: ReadonlyArray<string | undefined>;
+  readonly secondFactor?: boolean;
+  readonly requestIds?: ReadonlyArray<string | undefined>;
+}
+
 /** Builds the login from its parts, or refuses it when a login name would forge log lines. */
-function assemble(parts: LoginPart[], rawNames: Array<string | undefined>, defaultDomain: string | undefined, creditableKind: boolean): Classification {
-  const attempts = parts.reduce((n, p) => n + p.attempts, 0);
-  const rule = parts.find((p) => p.rule.kind === 'soap' || p.rule.kind === 'form')?.rule ?? parts[0]!.rule;
+function assemble(raw: RawPart[], defaultDomain: string | undefined, creditableKind: boolean): Classification {
+  const attempts = raw.reduce((n, p) => n + p.names.length, 0);
+  const rule = raw.find((p) => p.rule.kind === 'soap' || p.rule.kind === 'form')?.rule ?? raw[0]!.rule;
   const accounts: string[] = [];
-  for (const raw of rawNames) {
-    if (raw !== undefined && hasUnsafeCharacters(raw)) {
-      return refuse('a login name holds a control or line-break character', 'bad-login-name', attempts, rule, accounts);
+  const parts: LoginPart[] = [];
+  let unnamed = false;
+  for (const p of raw) {
+    const canon: Array<string | undefined> = [];
+    for (const name of p.names) {
+      if (name !== undefined && hasUnsafeCharacters(name)) {
+        return refuse('a login name holds a control or line-break character', 'bad-login-name', attempts, rule, accounts);
+      }
+      const a = canonicalAccount(name, defaultDomain);
+      if (a === undefined) unnamed = true;
+      else if (!accounts.includes(a)) accounts.push(a);
+      canon.push(a);
     }
-    const a = canonicalAccount(raw, defaultDomain);
-    if (a && !accounts.includes(a)) accounts.push(a);
+    // Faults map to attempts only through correlators that are all present and all distinct.
+    const ids = p.requestIds;
+    const mapped = ids && ids.length === p.names.length && ids.every((id) => id) && new Set(ids).size === ids.length ? (ids as string[]) : undefined;
+    parts.push({ rule: p.rule, attempts: p.names.length, secondFactor: p.secondFactor ?? false, accounts: canon, requestIds: mapped });
   }
   // A success is credited to an account only when it cannot belong to another one.
-  const creditable = creditableKind && accounts.length === 1 && rawNames.every((n) => n !== undefined);
+  const creditable = creditableKind && accounts.length === 1 && !unnamed;
   return { kind: 'login', login: { parts, accounts, attempts, rule, creditable } };
 }
 
@@ -142,15 +167,13 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
 
 /** The full decision, with the body when classifyHead asked for it (complete, up to the cap). */
 export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classification {
-  const parts: LoginPart[] = [];
-  const names: Array<string | undefined> = [];
+  const parts: RawPart[] = [];
   let creditable = true;
 
   const basic = basicOf(f.headers);
   if (basic) {
     const rule = basicRuleFor(routedPath(f.path));
-    parts.push({ rule, attempts: 1, secondFactor: false });
-    names.push(basic.user);
+    parts.push({ rule, names: [basic.user] });
     if (rule === BASIC_OTHER || competingCredential(f.headers, f.url)) creditable = false;
   }
 
@@ -161,10 +184,7 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
       return refuse(`SOAP body not readable as Zimbra reads it: ${parsed.reason}`, 'unreadable-login', mentionsCredential(body) ? 1 : 0, soap);
     }
     const reqs = credentialRequests(parsed.doc).filter((r) => r.credential);
-    if (reqs.length > 0) {
-      parts.push({ rule: soap, attempts: reqs.length, secondFactor: false });
-      for (const r of reqs) names.push(r.account);
-    }
+    if (reqs.length > 0) parts.push({ rule: soap, names: reqs.map((r) => r.account), requestIds: reqs.map((r) => r.requestId) });
   }
 
   const inWebmail = FORM_RULE.path.test(f.path);
@@ -187,23 +207,20 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
       const password = firstNonEmpty(params, 'password');
       const totp = firstNonEmpty(params, 'totpcode');
       if (login && username !== undefined && password !== undefined) {
-        parts.push({ rule: FORM_RULE, attempts: 1, secondFactor: false });
-        names.push(username);
+        parts.push({ rule: FORM_RULE, names: [username] });
       } else if (totp !== undefined) {
         // LoginTag's TOTP branch: any method, no loginOp; the account is the one of the pending token.
-        parts.push({ rule: FORM_RULE, attempts: 1, secondFactor: true });
-        if (username !== undefined) names.push(username);
+        parts.push({ rule: FORM_RULE, names: [username], secondFactor: true });
         creditable = false;
       }
     }
     if (params && preauth && firstNonEmpty(params, 'preauth') !== undefined) {
-      parts.push({ rule: PREAUTH_RULE, attempts: 1, secondFactor: false });
-      names.push(firstNonEmpty(params, 'account'));
+      parts.push({ rule: PREAUTH_RULE, names: [firstNonEmpty(params, 'account')] });
     }
   }
 
   if (parts.length === 0) return NONE;
-  return assemble(parts, names, f.defaultDomain, creditable);
+  return assemble(parts, f.defaultDomain, creditable);
 }
 
 /** A body we cannot read names a credential element, in any spelling or escape we can think of. */
@@ -240,20 +257,24 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
   let failures = 0;
   let successes = 0;
   let ruleId: string | null = null;
-  const fail = (n: number, id: string): void => {
+  const failedAccounts: string[] = [];
+  /** `who`: the failed attempts' accounts where known; else the part's attempts in order. */
+  const fail = (n: number, id: string, part: LoginPart, who?: ReadonlyArray<string | undefined>): void => {
     if (n <= 0) return;
     failures += n;
     ruleId ??= id;
+    const named = who ?? (new Set(part.accounts).size === 1 ? Array(n).fill(part.accounts[0]) : []);
+    for (const a of named) if (a) failedAccounts.push(a);
   };
   for (const part of login.parts) {
     const { rule } = part;
     switch (rule.kind) {
       case 'basic':
-        if (status === 401) fail(1, rule.failure);
+        if (status === 401) fail(1, rule.failure, part);
         else if (status >= 200 && status < 400) successes++;
         break;
       case 'preauth':
-        if (status === 400) fail(1, rule.failure);
+        if (status === 400) fail(1, rule.failure, part);
         else if (authCookieSet(headers)) successes++;
         break;
       case 'form':
@@ -261,7 +282,7 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
           // After a right password with 2FA on, Zimbra sets a 2FA-usage token and shows the TOTP form.
           if (body && !/name\s*=\s*["']?totpcode/i.test(body.toString('utf8')) && !part.secondFactor) successes++;
           else if (body && part.secondFactor) successes++;
-        } else if (status === 200) fail(1, part.secondFactor ? 'form.2fa-failed' : rule.failure);
+        } else if (status === 200) fail(1, part.secondFactor ? 'form.2fa-failed' : rule.failure, part);
         break;
       case 'soap': {
         const doc = body ? parseSoapAnswer(body.toString('utf8')) : null;
@@ -269,25 +290,29 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
           // SoapServlet answers 200 or 500 with a SOAP body whenever it ran the request; a gateway error
           // may hide one that ran. Another status with no SOAP body (ZimbraInvalidLoginFilter's 503, a
           // 4xx before the servlet) means nothing was evaluated.
-          if (status === 200 || status === 500 || status === 502 || status === 504) fail(part.attempts, rule.failure);
+          if (status === 200 || status === 500 || status === 502 || status === 504) fail(part.attempts, rule.failure, part, part.accounts);
           break;
         }
         const faults = rule.faults ?? {};
         let matched = 0;
         let first: string | undefined;
+        const who: Array<string | undefined> = [];
         for (const a of soapAnswers(doc)) {
           if (a.fault !== undefined && a.fault in faults) {
             matched++;
             first ??= faults[a.fault];
+            // BatchResponse children carry their request's requestId (SoapEngine.dispatch).
+            const i = part.requestIds && a.requestId !== undefined ? part.requestIds.indexOf(a.requestId) : -1;
+            who.push(i === -1 ? undefined : part.accounts[i]);
           } else if (a.success) successes++;
         }
-        fail(matched, first ?? rule.failure);
+        fail(matched, first ?? rule.failure, part, who.every((a) => a !== undefined) ? who : undefined);
         break;
       }
     }
   }
   const successAccounts = successes > 0 && login.creditable && failures === 0 ? login.accounts : [];
-  return { failures, successes, successAccounts, ruleId: ruleId ?? (successes > 0 ? login.rule.success : login.rule.failure) };
+  return { failures, failedAccounts, successes, successAccounts, ruleId: ruleId ?? (successes > 0 ? login.rule.success : login.rule.failure) };
 }
 
 /** The rule ids of a login's parts, for a refusal or an answer that never came. */

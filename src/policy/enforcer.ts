@@ -36,6 +36,8 @@ export interface LoginOutcome {
   readonly successes: number;
   /** Accounts whose login succeeded with certainty: only these are cleared and remembered as known. */
   readonly successAccounts: readonly string[];
+  /** The account of each failure where known (else the ticket's accounts are counted in order). */
+  readonly failedAccounts?: readonly string[];
   readonly ruleId: string;
   readonly service: string;
 }
@@ -383,7 +385,7 @@ export class Enforcer {
         if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
         else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
         // The shield's failures were reserved at admission: only the pairs are counted now.
-        await this.countAccounts(ticket.accounts, key, true, outcome.failures);
+        await this.countAccounts(outcome.failedAccounts?.length ? outcome.failedAccounts : ticket.accounts, key, true, outcome.failures);
         // Reservations of other logins still in flight sit in the same counter: they are not failures (yet).
         await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', (this.inflight.get(key) ?? 0) - ticket.reserved);
       } else {

@@ -333,10 +333,10 @@ export class Gate {
     }
     const rule = login.rule;
     let settled = false;
-    const settle = (failures: number, successes: number, successAccounts: readonly string[], ruleId: string): void => {
+    const settle = (failures: number, successes: number, successAccounts: readonly string[], ruleId: string, failedAccounts?: readonly string[]): void => {
       if (settled || !ticket) return;
       settled = true;
-      void d.enforcer.settleLogin(ticket, { failures, successes, successAccounts, ruleId, service: rule.service }).catch((err: Error) => {
+      void d.enforcer.settleLogin(ticket, { failures, successes, successAccounts, failedAccounts, ruleId, service: rule.service }).catch((err: Error) => {
         d.log.error({ err: err.message, ip }, 'settling a login failed');
       });
     };
@@ -350,7 +350,7 @@ export class Gate {
       tap: ({ statusCode: status, headers }) => {
         const judge = (body: Buffer | null): void => {
           const r = classifyResponse(login, status, headers, body);
-          settle(r.failures, r.successes, r.successAccounts, r.ruleId);
+          settle(r.failures, r.successes, r.successAccounts, r.ruleId, r.failedAccounts);
         };
         if (!needsResponseBody(login)) {
           judge(null);

@@ -108,11 +108,11 @@ describe('SOAP AuthRequest: request side', () => {
 describe('SOAP AuthRequest: response side', () => {
   const one = login(soapRule, '{"Body":{"AuthRequest":{"account":{"_content":"u@x"},"password":"x"}}}')!;
   it('JSON fault account.AUTH_FAILED under HTTP 500 is a failure (real 8.8.15 body)', () => {
-    assert.deepEqual(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
+    assert.deepEqual(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT)), { failures: 1, failedAccounts: ['u@x'], successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
   });
   it('XML SOAP 1.2 fault is a failure (real admin body)', () => {
     const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
-    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(XML_FAULT)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'admin.auth-failed' });
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(XML_FAULT)), { failures: 1, failedAccounts: ['admin'], successes: 0, successAccounts: [], ruleId: 'admin.auth-failed' });
   });
   it('SOAP 1.1 fault (detail in lower case) is a failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(SOAP11_FAULT)).failures, 1);
@@ -120,7 +120,7 @@ describe('SOAP AuthRequest: response side', () => {
   it('admin PERM_DENIED (unknown admin on 8.8.15.p30+/9.0.0.p23+/10.x) is a failure', () => {
     const adminLogin = login(adminRule, '{"Body":{"AuthRequest":{"_jsns":"urn:zimbraAdmin","name":"nobody","password":"p"}}}')!;
     const body = JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED');
-    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(body)), { failures: 1, successes: 0, successAccounts: [], ruleId: 'admin.perm-denied' });
+    assert.deepEqual(classifyResponse(adminLogin, 500, {}, Buffer.from(body)), { failures: 1, failedAccounts: ['nobody'], successes: 0, successAccounts: [], ruleId: 'admin.perm-denied' });
   });
   it('PERM_DENIED on the webmail SOAP endpoint is not a login failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'service.PERM_DENIED'))).failures, 0);
@@ -134,11 +134,11 @@ describe('SOAP AuthRequest: response side', () => {
   });
   it('AuthResponse with a token is a success (real admin body)', () => {
     const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
-    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, successes: 1, successAccounts: ['admin'], ruleId: 'admin.auth-ok' });
+    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, failedAccounts: [], successes: 1, successAccounts: ['admin'], ruleId: 'admin.auth-ok' });
   });
   it('twoFactorAuthRequired: the password was right, neither failure nor success', () => {
     const body = '{"Body":{"AuthResponse":{"authToken":[{"_content":"0_x"}],"twoFactorAuthRequired":{"_content":true}}}}';
-    assert.deepEqual(classifyResponse(one, 200, {}, Buffer.from(body)), { failures: 0, successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
+    assert.deepEqual(classifyResponse(one, 200, {}, Buffer.from(body)), { failures: 0, failedAccounts: [], successes: 0, successAccounts: [], ruleId: 'soap.auth-failed' });
   });
   it('the change-password fault means the password was right: not a failure', () => {
     assert.equal(classifyResponse(one, 500, {}, Buffer.from(JSON_FAULT.replace('account.AUTH_FAILED', 'account.CHANGE_PASSWORD'))).failures, 0);
@@ -190,7 +190,7 @@ describe('Basic-auth endpoints', () => {
   });
   it('the account is the Basic user, lower-cased', () => assert.deepEqual(withCreds.accounts, ['user@x']));
   it('401 to a request with credentials is a failure', () => {
-    assert.deepEqual(classifyResponse(withCreds, 401, { 'www-authenticate': 'BASIC realm="Zimbra"' }, null), { failures: 1, successes: 0, successAccounts: [], ruleId: 'dav.auth-failed' });
+    assert.deepEqual(classifyResponse(withCreds, 401, { 'www-authenticate': 'BASIC realm="Zimbra"' }, null), { failures: 1, failedAccounts: ['user@x'], successes: 0, successAccounts: [], ruleId: 'dav.auth-failed' });
   });
   it('207 Multi-Status is a success', () => assert.equal(classifyResponse(withCreds, 207, {}, null).successes, 1));
   it('403 is neither', () => assert.deepEqual([classifyResponse(withCreds, 403, {}, null).failures, classifyResponse(withCreds, 403, {}, null).successes], [0, 0]));
@@ -231,6 +231,16 @@ describe('fail closed and credit with certainty', () => {
     const batch = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"u@x","password":"1"},{"account":"u@x","password":"2"}]}}}')!;
     const body = '{"Body":{"BatchResponse":{"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}},{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}}}]}}}';
     assert.equal(classifyResponse(batch, 200, {}, Buffer.from(body)).failures, 2);
+  });
+  it('faults of a batch map to their attempts through unique requestIds', () => {
+    const batch = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"own@x","password":"right","requestId":"a"},{"account":"victim@x","password":"guess","requestId":"b"}]}}}')!;
+    const body = '{"Body":{"BatchResponse":{"AuthResponse":[{"authToken":[{"_content":"0_x"}],"requestId":"a"}],"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}},"requestId":"b"}]}}}';
+    assert.deepEqual(classifyResponse(batch, 200, {}, Buffer.from(body)).failedAccounts, ['victim@x']);
+  });
+  it('repeated requestIds map nothing (an attacker chooses them)', () => {
+    const batch = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"own@x","password":"right","requestId":"a"},{"account":"victim@x","password":"guess","requestId":"a"}]}}}')!;
+    const body = '{"Body":{"BatchResponse":{"AuthResponse":[{"authToken":[{"_content":"0_x"}],"requestId":"a"}],"Fault":[{"Detail":{"Error":{"Code":"account.AUTH_FAILED"}},"requestId":"a"}]}}}';
+    assert.deepEqual(classifyResponse(batch, 200, {}, Buffer.from(body)).failedAccounts, []);
   });
   it('a batch naming two accounts is never credited (own-account wash)', () => {
     const wash = login(SOAP, '{"Body":{"BatchRequest":{"AuthRequest":[{"account":"own@x","password":"right"},{"account":"victim@x","password":"guess"}]}}}')!;
