@@ -5,6 +5,7 @@ import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
 import type { Config } from '../config/schema.js';
 import { classifyHead, classifyResponse, classifyWithBody, needsResponseBody, type Classification, type LoginRequest, type RequestFacts } from '../detect/http-login.js';
 import { ADMIN_PATH, SOAP_RULES, soapRuleFor, type HttpRule } from '../detect/http-rules.js';
+import { addParams, queryOf } from '../detect/form-params.js';
 import { normalizeRequestPath } from '../detect/request-path.js';
 import { parseSoapAnswer, soapAnswers } from '../detect/soap.js';
 import { resolveClientIp } from '../net/client-ip.js';
@@ -291,7 +292,9 @@ export class Gate {
       (first.length >= 2 && (first[1] === 0x00 || first[0] === 0x00 || first[0] === 0xfe || first[0] === 0xff)) ||
       (/^<\?xml[^>]*?\bencoding\s*=\s*["'](?!utf-?8["']|us-ascii["'])/i.test(headText));
     const head0 = classifyWithBody(f, null);
-    if (unreadable || head0.kind !== 'none' || (mode === 'form' && /loginop|totpcode/i.test(f.url))) {
+    // A login whose loginOp or totpcode sits in the query and the rest in this large body.
+    const query = mode === 'form' ? addParams(new Map(), queryOf(f.url)) : null;
+    if (unreadable || head0.kind !== 'none' || (query && (query.has('loginOp') || query.has('totpcode')))) {
       tooLarge();
       return;
     }
@@ -316,11 +319,13 @@ export class Gate {
         d.forwarder.web(req, res, body ? { body } : undefined);
         return;
       }
-      // Defence in depth: a SOAP answer carrying a login fault for a request we read as no login is counted.
+      // Defence in depth: a SOAP fault answer (HTTP 500) carrying a login fault for a request read as no
+      // login is counted. (200 answers are not parsed: a fault under 200 comes only from a BatchRequest,
+      // whose credential children the request side has already counted.)
       d.forwarder.web(req, res, {
         body,
         tap: ({ statusCode, headers }) =>
-          statusCode === 500 || statusCode === 200
+          statusCode === 500
             ? collectBody((raw) => {
                 const text = raw && decode(raw, headers['content-encoding']);
                 const doc = text ? parseSoapAnswer(text.toString('utf8')) : null;
@@ -340,8 +345,10 @@ export class Gate {
         d.log.error({ err: err.message, ip }, 'settling a login failed');
       });
     };
-    // Fail closed: a login whose answer never reached us whole counts every reserved attempt.
-    const failClosed = (): void => settle(login.attempts, 0, [], rule.failure);
+    // Fail closed: a login whose answer never reached us whole counts every attempt. Not for an address
+    // that logged in to these accounts recently (a phone's ActiveSync Ping or a DAV long poll dropped by
+    // its network): it has proven the password, and guesses from it at these accounts are moot.
+    const failClosed = (): void => (ticket?.knownGood ? settle(0, 0, [], rule.failure) : settle(login.attempts, 0, [], rule.failure));
     res.once('close', failClosed);
     d.forwarder.web(req, res, {
       body,

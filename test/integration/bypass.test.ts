@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_USERS, startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
-import { startGatekeeper, testConfig, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
+import { startGatekeeper, testConfig, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
 import { basic, closeAgents, formLogin, rawRequest, send, soapJsonAuth, type Reply } from '../helpers/http-client.js';
 
 /*
@@ -53,6 +53,7 @@ const CLASSES: Array<[string, Attack]> = [
   ['TOTP step by GET with the pending cookie', (ip, i, u) => post(ip, u(`/?totpcode=${String(i).padStart(6, '0')}`), { cookie: 'ZM_AUTH_TOKEN=0_4a4f18e6bf626bdeb86ad966b4579a2995479def_69643d33363a2fa' }, '', 'GET')],
   ['own-account wash: [own valid account, victim + guess] in one batch', (ip, i, u, _port, VICTIM) =>
     post(ip, u('/service/soap'), xmlCt, envelope(`<BatchRequest xmlns="urn:zimbra" onerror="continue">${xmlAuth('own@example.com', 'own-password')}${xmlAuth(VICTIM, `wrong${i}`)}</BatchRequest>`))],
+  ['loginOp in the query, the credentials in a 70 KB form body', (ip, i, u, _port, VICTIM) => post(ip, u('/?login%4Fp=login'), form, `username=${encodeURIComponent(VICTIM)}&password=wrong${i}&pad=${'x'.repeat(70_000)}`)],
   ['the form login with parameters Jetty decodes from %u', (ip, i, u, _port, VICTIM) => post(ip, u('/'), form, `login%u004Fp=login&username=${encodeURIComponent(VICTIM)}&password=wrong${i}`)],
 ];
 
@@ -101,6 +102,23 @@ describe('in-line detection cannot be dodged (issue 16)', () => {
     }
     const evaluated = zimbra.checks.filter((c) => c.kind === 'soap' && c.account.replace(/\.$/, '').trim().replace(/@example\.com$/, '') === 'twofa' && !c.ok).length;
     assert.ok(evaluated <= 8, `${evaluated} wrong passwords evaluated for one account under 5 spellings (account.maxretry 8)`);
+  });
+
+  it('a device that logged in is not counted when its long poll is dropped; an unknown one is (fail closed)', async () => {
+    const phone = nextIp();
+    const auth = { authorization: basic('user@example.com', 'right-password') };
+    assert.equal((await send(phone, gk.url('web', '/dav/user@example.com/'), { method: 'PROPFIND', headers: auth })).status, 207);
+    const drop = async (ip: string, headers: Record<string, string>): Promise<void> => {
+      // A request Zimbra holds open (the stand-in's /hang), abandoned by the client.
+      await rawRequest(ip, gk.ports.web!, `GET /hang HTTP/1.1\r\nhost: x\r\nauthorization: ${headers.authorization}\r\n\r\n`, 300);
+    };
+    for (let i = 0; i < 4; i++) await drop(phone, auth);
+    const stranger = nextIp();
+    for (let i = 0; i < 4; i++) await drop(stranger, { authorization: basic('user@example.com', `guess${i}`) });
+    const api = async (ip: string): Promise<{ banned: boolean }> => JSON.parse((await send('127.0.0.1', gk.url('api', `/api/status/${ip}`))).body) as { banned: boolean };
+    await waitFor(async () => (await api(stranger)).banned, 5000, 'the stranger banned');
+    assert.equal((await api(phone)).banned, false, 'the known device is not banned');
+    assert.equal((await send(phone, gk.url('web', '/dav/user@example.com/'), { method: 'PROPFIND', headers: auth })).status, 207);
   });
 
   it('a login name with a line break is refused and counted (it forges log lines)', async () => {
