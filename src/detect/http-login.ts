@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { canonicalAccount, hasUnsafeCharacters } from './account-name.js';
 import { addParams, anyValue, firstNonEmpty, queryOf, type Params } from './form-params.js';
 import { routedPath } from './request-path.js';
-import { basicRuleFor, BASIC_OTHER, FORM_RULE, PREAUTH_RULE, soapRuleFor, type HttpRule } from './http-rules.js';
+import { basicRuleFor, FORM_RULE, PREAUTH_RULE, soapRuleFor, type HttpRule } from './http-rules.js';
 import { credentialRequests, parseSoapAnswer, parseSoapRequest, soapAnswers } from './soap.js';
 
 /*
@@ -130,8 +130,10 @@ function assemble(raw: RawPart[], defaultDomain: string | undefined, creditableK
         return refuse('a login name holds a control or line-break character', 'bad-login-name', attempts, rule, accounts);
       }
       const a = canonicalAccount(name, defaultDomain);
-      if (a === undefined) unnamed = true;
-      else if (!accounts.includes(a)) accounts.push(a);
+      // A bare name is completed by Zimbra with the request's virtual-host domain, which may not be
+      // zimbra.defaultDomain: a success for it proves nothing about `<name>@<defaultDomain>`.
+      if (a === undefined || !name!.includes('@')) unnamed = true;
+      if (a !== undefined && !accounts.includes(a)) accounts.push(a);
       canon.push(a);
     }
     // Faults map to attempts only through correlators that are all present and all distinct.
@@ -174,7 +176,7 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
   if (basic) {
     const rule = basicRuleFor(routedPath(f.path));
     parts.push({ rule, names: [basic.user] });
-    if (rule === BASIC_OTHER || competingCredential(f.headers, f.url)) creditable = false;
+    if (!rule.credits || f.method === 'OPTIONS' || competingCredential(f.headers, f.url)) creditable = false;
   }
 
   const soap = f.method === 'POST' ? soapRuleFor(f.path) : undefined;
@@ -184,7 +186,13 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
       return refuse(`SOAP body not readable as Zimbra reads it: ${parsed.reason}`, 'unreadable-login', mentionsCredential(body) ? 1 : 0, soap);
     }
     const reqs = credentialRequests(parsed.doc).filter((r) => r.credential);
-    if (reqs.length > 0) parts.push({ rule: soap, names: reqs.map((r) => r.account), requestIds: reqs.map((r) => r.requestId) });
+    if (reqs.some((r) => r.ambiguous)) {
+      return refuse('a login request names two different accounts (attribute and element)', 'unreadable-login', reqs.length, soap);
+    }
+    if (reqs.length > 0) {
+      parts.push({ rule: soap, names: reqs.map((r) => r.account), requestIds: reqs.map((r) => r.requestId) });
+      if (!reqs.every((r) => r.creditable)) creditable = false;
+    }
   }
 
   const inWebmail = FORM_RULE.path.test(f.path);
@@ -192,8 +200,10 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
   if (inWebmail || preauth) {
     const query = queryOf(f.url);
     let params: Params | null = null;
-    if (query !== '' && LOGIN_PARAMS.test(query)) params = addParams(new Map(), query);
-    if (preauth && query !== '') params ??= addParams(new Map(), query);
+    // Jetty merges the query and the form body: with a body, every query parameter counts (the name
+    // may sit in the query and the password in the body).
+    const formBody = body !== null && body.length > 0 && isFormBody(f.headers);
+    if (query !== '' && (formBody || preauth || LOGIN_PARAMS.test(query))) params = addParams(new Map(), query);
     if (body && isFormBody(f.headers)) {
       const charset = FORM_CHARSET.exec(f.headers['content-type'] ?? '')?.[1];
       if (charset && !SAFE_CHARSETS.test(charset)) {
@@ -226,7 +236,8 @@ export function classifyWithBody(f: RequestFacts, body: Buffer | null): Classifi
 /** A body we cannot read names a credential element, in any spelling or escape we can think of. */
 export function mentionsCredential(body: Buffer): boolean {
   const flat = body.toString('latin1').replace(/\0/g, '').replace(/\\(?:x[0-9a-f]{2}|u[0-9a-f]{4})/gi, (m) => String.fromCharCode(parseInt(m.slice(2), 16))).replace(/\\/g, '');
-  return /auth|pass|preauth|twofactor|recovery|totp/i.test(flat);
+  // The credential elements, not `authToken` (every authenticated SOAP request carries one in its header).
+  return /authrequest|changepasswordrequest|password|twofactorcode|recoverycode|preauth|totpcode/i.test(flat);
 }
 
 function authCookieSet(headers: IncomingHttpHeaders): boolean {
@@ -263,7 +274,9 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
     if (n <= 0) return;
     failures += n;
     ruleId ??= id;
-    const named = who ?? (new Set(part.accounts).size === 1 ? Array(n).fill(part.accounts[0]) : []);
+    // Booked on an account only when certain: a failure booked on the wrong account is washed by that
+    // account's next success (clearOnSuccess clears a pair's failures from the address).
+    const named = who ?? (new Set(part.accounts).size === 1 && part.accounts[0] !== undefined ? Array(n).fill(part.accounts[0]) : []);
     for (const a of named) if (a) failedAccounts.push(a);
   };
   for (const part of login.parts) {
@@ -271,7 +284,7 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
     switch (rule.kind) {
       case 'basic':
         if (status === 401) fail(1, rule.failure, part);
-        else if (status >= 200 && status < 400) successes++;
+        else if (status >= 200 && status < 300) successes++;
         break;
       case 'preauth':
         if (status === 400) fail(1, rule.failure, part);
@@ -282,7 +295,11 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
           // After a right password with 2FA on, Zimbra sets a 2FA-usage token and shows the TOTP form.
           if (body && !/name\s*=\s*["']?totpcode/i.test(body.toString('utf8')) && !part.secondFactor) successes++;
           else if (body && part.secondFactor) successes++;
-        } else if (status === 200) fail(1, part.secondFactor ? 'form.2fa-failed' : rule.failure, part);
+        } else {
+          // No auth cookie: a failure whatever the status (login.jsp may redirect after a failed login,
+          // zm-taglib ZJspSession.getLastServer with a ZM_LAST_SERVER cookie).
+          fail(1, part.secondFactor ? 'form.2fa-failed' : rule.failure, part);
+        }
         break;
       case 'soap': {
         const doc = body ? parseSoapAnswer(body.toString('utf8')) : null;

@@ -34,6 +34,13 @@ export interface HttpRule {
   readonly success: string;
   /** soap only: fault codes that are failed logins, each with the rule id it reports. */
   readonly faults?: Readonly<Record<string, string>>;
+  /**
+   * basic only: a 2xx from this servlet proves the Basic credentials (it refuses anonymous requests).
+   * DavServlet.service sends 401 unless basicAuthRequest (or a token) yields an account; UserServlet
+   * does not (with a bad password it serves a public share anonymously, AuthUtil.basicAuthRequest
+   * with sendChallenge=false), nor do DavWellKnownServlet (a redirect, no auth) or AutoDiscoverServlet.
+   */
+  readonly credits?: boolean;
 }
 
 const ACCOUNT_FAULTS = {
@@ -52,10 +59,12 @@ export const SOAP_RULES: readonly HttpRule[] = [
 
 /** Servlets that check Basic credentials (after Jetty's rewrites); the first match names the service. */
 export const BASIC_RULES: readonly HttpRule[] = [
-  { service: 'dav', kind: 'basic', path: /^\/service\/(?:dav|\.well-known)(?:\/|$)/i, failure: 'dav.auth-failed', success: 'dav.auth-ok' },
+  { service: 'dav', kind: 'basic', path: /^\/service\/dav(?:\/|$)/i, failure: 'dav.auth-failed', success: 'dav.auth-ok', credits: true },
+  { service: 'dav', kind: 'basic', path: /^\/service\/\.well-known(?:\/|$)/i, failure: 'dav.auth-failed', success: 'dav.auth-ok' },
   { service: 'rest', kind: 'basic', path: /^\/service\/(?:home|user)(?:\/|$)/i, failure: 'rest.auth-failed', success: 'rest.auth-ok' },
-  { service: 'activesync', kind: 'basic', path: /^\/service\/extension\/zimbrasync(?:\/|$)/i, failure: 'activesync.auth-failed', success: 'activesync.auth-ok' },
-  { service: 'ews', kind: 'basic', path: /^\/service\/extension\/zimbraews(?:\/|$)/i, failure: 'ews.auth-failed', success: 'ews.auth-ok' },
+  // Closed-source (Network Edition) servlets: they answer nothing but OPTIONS without authentication.
+  { service: 'activesync', kind: 'basic', path: /^\/service\/extension\/zimbrasync(?:\/|$)/i, failure: 'activesync.auth-failed', success: 'activesync.auth-ok', credits: true },
+  { service: 'ews', kind: 'basic', path: /^\/service\/extension\/zimbraews(?:\/|$)/i, failure: 'ews.auth-failed', success: 'ews.auth-ok', credits: true },
   { service: 'autodiscover', kind: 'basic', path: /^\/service\/autodiscover(?:\/|$)/i, failure: 'autodiscover.auth-failed', success: 'autodiscover.auth-ok' },
   { service: 'downloads', kind: 'basic', path: /^\/(?:zimbra\/)?downloads(?:\/|$)/i, failure: 'downloads.auth-failed', success: 'downloads.auth-ok' },
 ];

@@ -19,11 +19,9 @@ export function normalizeRequestPath(url: string | undefined): string | null {
   // Fast path: nothing to decode or resolve.
   if (!/[%;\\]|\/\/|\/\.|\0/.test(path)) return path;
   if (path.includes('%')) {
-    try {
-      path = decodeURIComponent(path);
-    } catch {
-      return null;
-    }
+    const decoded = decodePath(path);
+    if (decoded === null) return null;
+    path = decoded;
   }
   if (path.includes('\0')) return null;
   const out: string[] = [];
@@ -39,6 +37,19 @@ export function normalizeRequestPath(url: string | undefined): string | null {
   }
   const trailing = path.length > 1 && path.endsWith('/') ? '/' : '';
   return out.length === 0 ? '/' : `/${out.join('/')}${trailing}`;
+}
+
+/**
+ * Percent-decoding as Jetty 9.4's URIUtil.decodePath: UTF-8, falling back to ISO-8859-1 when the bytes
+ * are not valid UTF-8 (`/R%E9sum%E9.pdf`). Jetty's `%uXXXX` form is refused (null): no client sends it.
+ */
+function decodePath(path: string): string | null {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    if (/%(?![0-9a-fA-F]{2})/.test(path)) return null;
+    return path.replace(/%([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+  }
 }
 
 /** jetty.xml.production's convenience rewrites (RewritePatternRule / RewriteRegexRule), in its order. */

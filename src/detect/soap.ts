@@ -32,6 +32,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export type StrictSoap = { readonly ok: true; readonly doc: Node } | { readonly ok: false; readonly reason: string };
 
 const XML_ENCODINGS = /^(?:utf-?8|us-ascii|ascii)$/i;
+/** Single-byte encodings a declaration may name: element names are ASCII in them, read as Latin-1. */
+const LATIN1_ENCODINGS = /^(?:iso-8859-1|iso8859-1|latin-?1|l1)$/i;
 
 /** Reads a SOAP request body the way Zimbra would, or says why it cannot be read with certainty. */
 export function parseSoapRequest(raw: Buffer): StrictSoap {
@@ -39,15 +41,15 @@ export function parseSoapRequest(raw: Buffer): StrictSoap {
     return { ok: false, reason: 'UTF-16 body' };
   }
   let text: string;
+  const declared = raw[0] === 0x3c ? /^<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']/.exec(raw.subarray(0, 200).toString('latin1'))?.[1] : undefined;
   try {
-    text = utf8.decode(raw);
+    text = declared && LATIN1_ENCODINGS.test(declared) ? raw.toString('latin1') : utf8.decode(raw);
   } catch {
     return { ok: false, reason: 'body is not UTF-8' };
   }
   if (text.includes('\0')) return { ok: false, reason: 'NUL byte in body' };
   if (raw[0] === 0x3c /* < */) {
-    const decl = /^<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']/.exec(text);
-    if (decl && !XML_ENCODINGS.test(decl[1]!)) return { ok: false, reason: `XML declared in ${decl[1]!.slice(0, 32)}` };
+    if (declared !== undefined && !XML_ENCODINGS.test(declared) && !LATIN1_ENCODINGS.test(declared)) return { ok: false, reason: `XML declared in ${declared.slice(0, 32)}` };
     // A DTD could define entities Xerces expands and this parser does not (and would let them grow without bound).
     if (/<!DOCTYPE|<!ENTITY/i.test(text)) return { ok: false, reason: 'DTD in XML' };
     const valid = XMLValidator.validate(text);
@@ -111,20 +113,6 @@ function text(v: unknown): string | undefined {
   return t === undefined || t === null ? undefined : String(t);
 }
 
-/** An element's value or attribute `name` (JSON writes attributes as plain keys, XML as `@_name`). */
-function field(node: Node, name: string): string | undefined {
-  for (const v of [...children(node, name), ...children(node, `@_${name}`)]) {
-    const t = text(v);
-    if (t !== undefined) return t;
-  }
-  return undefined;
-}
-
-/** Where SoapEngine executes requests: the Body (its first child), and every child of a BatchRequest. */
-const CONTAINERS = ['Envelope', 'Body', 'BatchRequest'] as const;
-/** Where answers sit: the Body and a BatchResponse. */
-const ANSWER_CONTAINERS = ['Envelope', 'Body', 'BatchResponse'] as const;
-
 /** Requests that check a password, a second factor, a recovery code or a preauth key. */
 export interface CredentialRequest {
   readonly kind: 'AuthRequest' | 'ChangePasswordRequest';
@@ -132,20 +120,68 @@ export interface CredentialRequest {
   readonly account: string | undefined;
   /** Carries a credential Zimbra checks (AuthRequest with only an auth token carries none). */
   readonly credential: boolean;
+  /** A success may be credited to `account`: false when Zimbra could answer for another account. */
+  readonly creditable: boolean;
+  /** The request names two different accounts (attribute and element, or two elements): refused. */
+  readonly ambiguous: boolean;
   /** The batch correlator Zimbra copies onto the answer. */
   readonly requestId: string | undefined;
 }
 
-/** An account element's value; `by=id|foreignPrincipal|…` values are kept apart from login names. */
-function accountOf(req: Node, admin: boolean): string | undefined {
-  const el = children(req, 'account')[0] ?? children(req, '@_account')[0];
-  const value = text(el);
-  if (value !== undefined) {
-    const by = asNode(el) ? (asNode(el)!.by ?? asNode(el)!['@_by']) : undefined;
-    return typeof by === 'string' && by !== 'name' && by !== '' ? `${by}:${value}` : value;
+/**
+ * Every value Zimbra's `getAttribute(key)` could return for `key` (common/.../soap/Element.java):
+ * XMLElement looks at the attribute, then the first child element's text; JSONElement at the key
+ * (a value, or an element's `_content`), then the `_attrs` map. Callers decide on ALL of them, so an
+ * empty child cannot hide a password given as an attribute.
+ */
+function candidates(node: Node, key: string): string[] {
+  const out: string[] = [];
+  for (const v of [...children(node, `@_${key}`), ...children(node, key), ...children(asNode(node._attrs), key)]) {
+    const t = text(v);
+    if (t !== undefined) out.push(t);
   }
-  return admin || field(req, 'name') !== undefined ? field(req, 'name') : undefined;
+  return out;
 }
+
+const CREDENTIALS = ['password', 'twoFactorCode', 'recoveryCode', 'preauth'] as const;
+
+/** A request's login name(s): `account` (element or attribute; `by` other than name kept apart), admin `name`. */
+function accountsOf(req: Node): { names: string[]; byName: boolean } {
+  const names = new Set<string>();
+  let byName = true;
+  for (const el of [...children(req, 'account'), ...children(req, '@_account'), ...children(asNode(req._attrs), 'account')]) {
+    const value = text(el);
+    if (value === undefined || value === '') continue;
+    const n = asNode(el);
+    const by = n ? text(n.by ?? n['@_by']) : undefined;
+    const other = by !== undefined && by !== 'name' && by !== '';
+    if (other) byName = false;
+    names.add(other ? `${by}:${value}` : value);
+  }
+  for (const v of candidates(req, 'name')) if (v !== '') names.add(v);
+  return { names: [...names], byName };
+}
+
+function credentialRequest(kind: CredentialRequest['kind'], req: Node): CredentialRequest {
+  const { names, byName } = accountsOf(req);
+  const credential = kind === 'ChangePasswordRequest' || CREDENTIALS.some((k) => candidates(req, k).some((v) => v !== ''));
+  // Zimbra answers an AuthRequest carrying an auth token for the token's account (Auth.handle), and
+  // resolves a bare name through `virtualHost`: a success then proves nothing about `account`.
+  const indirect = ['authToken', 'jwtToken', 'virtualHost'].some((k) => candidates(req, k).length > 0 || children(req, k).length > 0);
+  return {
+    kind,
+    account: names[0],
+    credential,
+    creditable: !indirect && names.length === 1 && byName,
+    ambiguous: names.length > 1,
+    requestId: candidates(req, 'requestId')[0],
+  };
+}
+
+/** Where SoapEngine executes requests: the Body (its first child), and every child of a BatchRequest. */
+const CONTAINERS = ['Envelope', 'Body', 'BatchRequest'] as const;
+/** Where answers sit: the Body and a BatchResponse. */
+const ANSWER_CONTAINERS = ['Envelope', 'Body', 'BatchResponse'] as const;
 
 /**
  * Every AuthRequest and ChangePasswordRequest SoapEngine could execute in `doc`: the Body's children
@@ -156,14 +192,9 @@ export function credentialRequests(doc: Node): CredentialRequest[] {
   const out: CredentialRequest[] = [];
   const walk = (node: Node, depth: number): void => {
     if (depth > 8) return;
-    for (const req of nodes(node, 'AuthRequest')) {
-      const credential = ['password', 'twoFactorCode', 'recoveryCode', 'preauth'].some((k) => (field(req, k) ?? '') !== '');
-      out.push({ kind: 'AuthRequest', account: accountOf(req, true), credential, requestId: field(req, 'requestId') });
-    }
-    for (const req of nodes(node, 'ChangePasswordRequest')) {
-      // needsAuth=false: account + oldPassword are checked with no login, no audit line and no 2FA.
-      out.push({ kind: 'ChangePasswordRequest', account: accountOf(req, false), credential: true, requestId: field(req, 'requestId') });
-    }
+    for (const req of nodes(node, 'AuthRequest')) out.push(credentialRequest('AuthRequest', req));
+    // needsAuth=false: account + oldPassword are checked with no login, no audit line and no 2FA.
+    for (const req of nodes(node, 'ChangePasswordRequest')) out.push(credentialRequest('ChangePasswordRequest', req));
     for (const name of CONTAINERS) for (const child of nodes(node, name)) walk(child, depth + 1);
   };
   walk(doc, 0);
@@ -194,12 +225,12 @@ export function soapAnswers(doc: Node): SoapAnswerItem[] {
   const out: SoapAnswerItem[] = [];
   const walk = (node: Node, depth: number): void => {
     if (depth > 8) return;
-    for (const f of nodes(node, 'Fault')) out.push({ fault: faultCode(f) ?? '', success: false, twoFactorPending: false, requestId: field(f, 'requestId') });
+    for (const f of nodes(node, 'Fault')) out.push({ fault: faultCode(f) ?? '', success: false, twoFactorPending: false, requestId: candidates(f, 'requestId')[0] });
     for (const r of nodes(node, 'AuthResponse')) {
       const pending = text(children(r, 'twoFactorAuthRequired')[0])?.trim() === 'true';
-      out.push({ fault: undefined, success: !pending && children(r, 'authToken').length > 0, twoFactorPending: pending, requestId: field(r, 'requestId') });
+      out.push({ fault: undefined, success: !pending && children(r, 'authToken').length > 0, twoFactorPending: pending, requestId: candidates(r, 'requestId')[0] });
     }
-    for (const r of nodes(node, 'ChangePasswordResponse')) out.push({ fault: undefined, success: true, twoFactorPending: false, requestId: field(r, 'requestId') });
+    for (const r of nodes(node, 'ChangePasswordResponse')) out.push({ fault: undefined, success: true, twoFactorPending: false, requestId: candidates(r, 'requestId')[0] });
     for (const name of ANSWER_CONTAINERS) for (const child of nodes(node, name)) walk(child, depth + 1);
   };
   walk(doc, 0);

@@ -385,7 +385,8 @@ export class Enforcer {
         if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
         else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
         // The shield's failures were reserved at admission: only the pairs are counted now.
-        await this.countAccounts(outcome.failedAccounts?.length ? outcome.failedAccounts : ticket.accounts, key, true, outcome.failures);
+        // Pairs are booked only on the accounts the answer names with certainty (see classifyResponse).
+        await this.countAccounts(outcome.failedAccounts ?? ticket.accounts, key, true, outcome.failures);
         // Reservations of other logins still in flight sit in the same counter: they are not failures (yet).
         await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', (this.inflight.get(key) ?? 0) - ticket.reserved);
       } else {

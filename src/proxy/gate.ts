@@ -44,10 +44,14 @@ export interface GateDeps {
 }
 
 const MAX_RESPONSE_INSPECT = 256 * 1024;
-/** Names a large SOAP body may not carry (normalised: see NeedleScanner). */
-const SOAP_NEEDLES = ['authrequest', 'changepasswordrequest'];
-/** Names a large form body on the webmail context may not carry. */
-const FORM_NEEDLES = ['loginop', 'totpcode'];
+/**
+ * Element names a large SOAP body may not carry (searched in NeedleScanner's normalised view): as a
+ * whole name (Zimbra's names are case-sensitive, so `OAuthRequest` or the words "Auth request" in a
+ * draft are not one).
+ */
+const SOAP_NEEDLES = /(?<![A-Za-z0-9_])(?:AuthRequest|ChangePasswordRequest)(?![A-Za-z0-9_])/;
+/** Parameter names a large form body on the webmail context may not carry. */
+const FORM_NEEDLES = /(?:^|&)(?:loginOp|totpcode)=/;
 
 /**
  * The per-request path of a listener: client address → allowlist → ban → login classification

@@ -67,15 +67,15 @@ export class NeedleScanner extends Transform {
   private tail = '';
   private readonly keep: number;
 
-  constructor(private readonly needles: readonly string[], private readonly onFound: () => Error) {
+  constructor(private readonly needles: RegExp, private readonly onFound: () => Error) {
     super();
-    this.keep = Math.max(...needles.map((n) => n.length)) * 6 + 8;
+    this.keep = 64 * 6 + 8;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const text = this.tail + chunk.toString('latin1');
     const flat = normaliseForScan(text);
-    if (this.needles.some((n) => flat.includes(n))) {
+    if (this.needles.test(flat)) {
       done(this.onFound());
       return;
     }
@@ -91,7 +91,5 @@ export function normaliseForScan(raw: string): string {
     .replace(/\0/g, '')
     .replace(/\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))/g, (_m, x: string | undefined, u: string | undefined) => String.fromCharCode(parseInt((x ?? u)!, 16)))
     .replace(/%(?:u([0-9a-fA-F]{4})|([0-9a-fA-F]{2}))/g, (_m, u: string | undefined, x: string | undefined) => String.fromCharCode(parseInt((u ?? x)!, 16)))
-    .replace(/\\(.)/g, '$1')
-    .replace(/[\0\s'"]/g, '')
-    .toLowerCase();
+    .replace(/\\(.)/g, '$1');
 }

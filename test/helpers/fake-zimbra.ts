@@ -93,24 +93,50 @@ type AuthAnswer = { ok: true; twoFactor: boolean } | { ok: false; code: string; 
 
 type Recorder = (kind: CredentialCheck['kind'], account: string, ok: boolean) => void;
 
+/** Domains with zimbraVirtualHostname set (a hosted, multi-domain install). */
+const VHOSTS: Record<string, string> = { 'mail.other.test': 'other.test' };
+
+/** Auth.handle (`<virtualHost>`) and AuthUtil.basicAuthRequest (HttpUtil.getVirtualHost): a bare name gets the virtual host's domain. */
+function withVirtualHost(name: string, host: string | undefined): string {
+  if (name.includes('@') || !host) return name;
+  const d = VHOSTS[host.toLowerCase().replace(/:\d+$/, '')];
+  return d ? `${name}@${d}` : name;
+}
+
+/**
+ * Element.getAttribute as Zimbra has it (common/.../soap/Element.java): XMLElement takes the attribute,
+ * then the first child element's text; JSONElement the key, then the `_attrs` map.
+ */
+function attr(req: Record<string, unknown>, key: string): string | undefined {
+  if (req[`@_${key}`] !== undefined) return String(req[`@_${key}`]);
+  const el = text(list(req[key])[0]);
+  if (el !== undefined) return el;
+  const attrs = req._attrs as Record<string, unknown> | undefined;
+  return attrs && typeof attrs === 'object' && attrs[key] !== undefined ? String(attrs[key]) : undefined;
+}
+
 function checkAuth(users: Record<string, FakeUser>, req: Record<string, unknown>, admin: boolean, record: Recorder): AuthAnswer {
+  // account/Auth.java: an <authToken> is validated and answered for the TOKEN's account; <account> and
+  // <password> are never compared (verifyAccount defaults to false).
+  const tok = text(list(req.authToken)[0]);
+  if (!admin && tok === TOKEN) return { ok: true, twoFactor: false };
   const a = checkAuthInner(users, req, admin);
-  const name = (text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase();
-  if (text(req.password) ?? text(req['@_password']) ?? text(req.twoFactorCode)) record('soap', name, a.ok);
+  const name = withVirtualHost((text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase(), text(list(req.virtualHost)[0]));
+  if (attr(req, 'password') || attr(req, 'twoFactorCode')) record('soap', name, a.ok);
   return a;
 }
 
-/** ChangePasswordRequest (needsAuth=false): account + oldPassword checked, AUTH_FAILED when wrong. */
+/** ChangePasswordRequest (needsAuth=false): getAttribute(account) and getAttribute(oldPassword), AUTH_FAILED when wrong. */
 function checkChangePassword(users: Record<string, FakeUser>, req: Record<string, unknown>, record: Recorder): AuthAnswer {
-  const name = (text(list(req.account)[0]) ?? '').toLowerCase();
-  const ok = users[name]?.password === (text(req.oldPassword) ?? text(req['@_oldPassword']));
+  const name = (attr(req, 'account') ?? '').toLowerCase();
+  const ok = users[name]?.password === attr(req, 'oldPassword');
   record('change-password', name, ok);
   return ok ? { ok: true, twoFactor: false } : { ok: false, code: 'account.AUTH_FAILED', reason: `authentication failed for [${name}]`, name };
 }
 
 function checkAuthInner(users: Record<string, FakeUser>, req: Record<string, unknown>, admin: boolean): AuthAnswer {
-  const name = (text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase();
-  const password = text(req.password) ?? text(req['@_password']);
+  const name = withVirtualHost((text(list(req.account)[0]) ?? text(req['@_name']) ?? text(req.name) ?? '').toLowerCase(), text(list(req.virtualHost)[0]));
+  const password = attr(req, 'password');
   const code = text(req.twoFactorCode);
   const user = users[name];
   if (admin) {
@@ -232,6 +258,19 @@ function lenientJson(raw: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/**
+ * login.jsp after a failed zm:login: zm:getPreLoginRedirectUrl (zm-taglib ZJspSession.getLastServer)
+ * redirects when a ZM_LAST_SERVER cookie names another host and zlastserver != 1.
+ */
+function lastServerRedirect(req: http.IncomingMessage, params: URLSearchParams, res: http.ServerResponse): boolean {
+  const m = /(?:^|;\s*)ZM_LAST_SERVER=([^;]*)/.exec(req.headers.cookie ?? '');
+  const host = String(req.headers.host ?? '').replace(/:\d+$/, '');
+  if (!m || params.get('zlastserver') === '1' || m[1]!.toLowerCase() === host.toLowerCase()) return false;
+  res.writeHead(302, { location: `http://${m[1]}/?zlastserver=1`, 'set-cookie': ['ZM_LOGIN_CSRF=; Max-Age=0'] });
+  res.end();
+  return true;
+}
+
 /** Jetty's UrlEncoded also decodes `%uXXXX`; URLSearchParams does not. */
 function jettyParams(encoded: string): URLSearchParams {
   return new URLSearchParams(encoded.replace(/%u([0-9a-fA-F]{4})/g, (_m, h: string) => encodeURIComponent(String.fromCharCode(parseInt(h, 16)))));
@@ -261,6 +300,9 @@ function soap(users: Record<string, FakeUser>, rawBody: Buffer, admin: boolean, 
       for (const r of list(v) as Array<Record<string, unknown>>) {
         if (name === 'AuthRequest') answers.push({ a: checkAuth(users, r, admin, record), id: r.requestId ?? r['@_requestId'] });
         else if (name === 'ChangePasswordRequest') answers.push({ a: checkChangePassword(users, r, record), id: r.requestId ?? r['@_requestId'] });
+        else if (!name.startsWith('@_') && name !== '_jsns' && name !== '#text') {
+          answers.push({ a: { ok: false, code: 'service.UNKNOWN_DOCUMENT', reason: `unknown document: ${name}`, name }, id: r?.requestId ?? r?.['@_requestId'] });
+        }
       }
     }
     const ok = answers.filter((x) => x.a.ok);
@@ -364,6 +406,18 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       res.end(r.body);
       return;
     }
+    // DavWellKnownServlet answers 301 for /caldav and /carddav without looking at any credential.
+    if (/^\/service\/\.well-known\/(caldav|carddav)$/i.test(path)) {
+      res.writeHead(301, { location: 'http://mail.example.com/dav' });
+      res.end();
+      return;
+    }
+    // AutoDiscoverServlet.doGet: without a PocketPC/SmartPhone user agent it answers 200, no auth.
+    if (/^\/service\/autodiscover(\/|$)/i.test(path) && (req.method === 'GET' || req.method === 'HEAD') && !/PocketPC|SmartPhone/.test(req.headers['user-agent'] ?? '')) {
+      res.writeHead(200, { 'content-length': '0' });
+      res.end();
+      return;
+    }
     if (BASIC_PATHS.test(path)) {
       const auth = req.headers.authorization;
       const challenge = { 'www-authenticate': 'BASIC realm="Zimbra"', 'content-type': 'text/html' };
@@ -380,8 +434,16 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
       }
       await delay();
       const [user, pass] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
-      const u = users[(user ?? '').toLowerCase()];
-      record('basic', (user ?? '').toLowerCase(), !!u && u.password === pass);
+      const full = withVirtualHost((user ?? '').toLowerCase(), String(req.headers['x-forwarded-host'] ?? req.headers.host ?? ''));
+      const u = users[full];
+      record('basic', full, !!u && u.password === pass);
+      // UserServlet: AuthUtil.basicAuthRequest with sendChallenge=false swallows the 401 of a wrong password
+      // and a PUBLICLY shared item is served anonymously (here: any folder named "public").
+      if ((!u || u.password !== pass) && /^\/service\/(home|user)\/[^/]+\/public(\/|$)/i.test(path)) {
+        res.writeHead(200, { 'content-type': 'text/calendar' });
+        res.end('BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n');
+        return;
+      }
       if (!u || u.password !== pass) {
         res.writeHead(401, challenge);
         res.end('invalid username/password');
@@ -432,6 +494,7 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
             res.writeHead(302, { location: '/', 'set-cookie': [`ZM_AUTH_TOKEN=${TOKEN}; Path=/; HttpOnly`] });
             res.end();
           } else {
+            if (lastServerRedirect(req, params, res)) return;
             res.writeHead(200, { 'content-type': 'text/html;charset=utf-8', 'set-cookie': [csrf, 'ZM_TEST=true; Path=/'] });
             res.end(TOTP_PAGE('The code is incorrect.'));
           }
@@ -448,6 +511,7 @@ export async function startFakeZimbra(options: FakeZimbraOptions = {}): Promise<
           }
           return;
         }
+        if (lastServerRedirect(req, params, res)) return;
         res.writeHead(200, { 'content-type': 'text/html;charset=utf-8', 'set-cookie': [csrf, 'ZM_TEST=true; Path=/'] });
         res.end(LOGIN_PAGE(AUTH_FAILED_TEXT));
         return;

@@ -19,6 +19,8 @@ const xmlCt = { 'content-type': 'application/soap+xml; charset=utf-8' };
 
 type Attack = (ip: string, i: number, url: (p: string) => string, port: number, VICTIM: string) => Promise<Reply | string>;
 
+/** The stand-in's token for an account of the attacker's own (test/helpers/fake-zimbra.ts TOKEN). */
+const OWN_TOKEN = '0_4a4f18e6bf626bdeb86ad966b4579a2995479def_69643d33363a';
 const envelope = (inner: string): string => `<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body>${inner}</soap:Body></soap:Envelope>`;
 const xmlAuth = (account: string, password: string): string => `<AuthRequest xmlns="urn:zimbraAccount"><account by="name">${account}</account><password>${password}</password></AuthRequest>`;
 const post = (ip: string, url: string, headers: Record<string, string>, body: string, method: 'POST' | 'GET' | 'HEAD' | 'PROPFIND' = 'POST'): Promise<Reply> =>
@@ -54,6 +56,28 @@ const CLASSES: Array<[string, Attack]> = [
   ['own-account wash: [own valid account, victim + guess] in one batch', (ip, i, u, _port, VICTIM) =>
     post(ip, u('/service/soap'), xmlCt, envelope(`<BatchRequest xmlns="urn:zimbra" onerror="continue">${xmlAuth('own@example.com', 'own-password')}${xmlAuth(VICTIM, `wrong${i}`)}</BatchRequest>`))],
   ['loginOp in the query, the credentials in a 70 KB form body', (ip, i, u, _port, VICTIM) => post(ip, u('/?login%4Fp=login'), form, `username=${encodeURIComponent(VICTIM)}&password=wrong${i}&pad=${'x'.repeat(70_000)}`)],
+  // From an independent attack on the first version of this change (each cited to Zimbra's source in the stand-in):
+  ['wash by a redirect: Basic on /.well-known/caldav (DavWellKnownServlet reads no credential) between guesses', (ip, i, u, _port, VICTIM) =>
+    i % 2 === 0 ? post(ip, u('/.well-known/caldav'), { authorization: basic(VICTIM, 'anything') }, '', 'GET') : post(ip, u(`/dav/${VICTIM}/`), { authorization: basic(VICTIM, `wrong${i}`) }, '', 'PROPFIND')],
+  ['wash by AutoDiscover GET (answered without auth) between guesses', (ip, i, u, _port, VICTIM) =>
+    i % 2 === 0 ? post(ip, u('/autodiscover/autodiscover.xml'), { authorization: basic(VICTIM, 'anything') }, '', 'GET') : post(ip, u(`/dav/${VICTIM}/`), { authorization: basic(VICTIM, `wrong${i}`) }, '', 'PROPFIND')],
+  ['a failed form login redirected by a ZM_LAST_SERVER cookie', (ip, i, u, _port, VICTIM) => post(ip, u('/'), { ...form, cookie: 'ZM_LAST_SERVER=elsewhere.example' }, formLogin(VICTIM, `wrong${i}`))],
+  ['the username in the query, loginOp and the password in the body', (ip, i, u, _port, VICTIM) => post(ip, u(`/?username=${encodeURIComponent(VICTIM)}`), form, `loginOp=login&password=wrong${i}`)],
+  ['XML password as an attribute beside an empty element', (ip, i, u, _port, VICTIM) =>
+    post(ip, u('/service/soap'), xmlCt, envelope(`<AuthRequest xmlns="urn:zimbraAccount" password="wrong${i}"><account by="name">${VICTIM}</account><password/></AuthRequest>`))],
+  ['the attribute password in a batch padded to an answer over 256 KiB', (ip, i, u, _port, VICTIM) =>
+    post(ip, u('/service/soap'), xmlCt, envelope(`<BatchRequest xmlns="urn:zimbra" onerror="continue"><AuthRequest xmlns="urn:zimbraAccount" password="wrong${i}"><account by="name">${VICTIM}</account><password/></AuthRequest>${'<NoSuchRequest xmlns="urn:zimbraMail"/>'.repeat(1200)}</BatchRequest>`))],
+  ['a JSON password in _attrs', (ip, i, u, _port, VICTIM) => post(ip, u('/service/soap'), json, JSON.stringify({ Body: { AuthRequest: { _jsns: 'urn:zimbraAccount', account: { by: 'name', _content: VICTIM }, _attrs: { password: `wrong${i}` } } } }))],
+  ['wash by an own auth token: AuthRequest naming the victim with the attacker\'s token, between guesses', (ip, i, u, _port, VICTIM) =>
+    post(ip, u('/service/soap'), json, JSON.stringify({ Body: { AuthRequest: { _jsns: 'urn:zimbraAccount', account: { by: 'name', _content: VICTIM }, password: i % 2 === 0 ? 'x' : `wrong${i}`, ...(i % 2 === 0 ? { authToken: [{ _content: OWN_TOKEN }] } : {}) } } }))],
+  ['ChangePasswordRequest naming the victim in the attribute and an own (known) account in the element, own logins between', (ip, i, u, _port, VICTIM) =>
+    i % 3 === 0
+      ? post(ip, u('/service/soap'), json, soapJsonAuth('own@example.com', 'own-password'))
+      : post(ip, u('/service/soap'), xmlCt, envelope(`<ChangePasswordRequest xmlns="urn:zimbraAccount" account="${VICTIM}"><account by="name">own@example.com</account><oldPassword>wrong${i}</oldPassword><password>n</password></ChangePasswordRequest>`))],
+  ['wash by a virtual host: the attacker\'s own bare name on another domain, between guesses', (ip, i, u, _port, VICTIM) =>
+    i % 2 === 0
+      ? post(ip, u('/service/soap'), json, JSON.stringify({ Body: { AuthRequest: { _jsns: 'urn:zimbraAccount', account: { by: 'name', _content: VICTIM.split('@')[0] }, password: 'own-password', virtualHost: { _content: 'mail.other.test' } } } }))
+      : post(ip, u('/service/soap'), json, soapJsonAuth(VICTIM, `wrong${i}`))],
   ['the form login with parameters Jetty decodes from %u', (ip, i, u, _port, VICTIM) => post(ip, u('/'), form, `login%u004Fp=login&username=${encodeURIComponent(VICTIM)}&password=wrong${i}`)],
 ];
 
@@ -65,7 +89,11 @@ describe('in-line detection cannot be dodged (issue 16)', () => {
 
   before(async () => {
     const victims: Record<string, { password: string }> = {};
-    for (let k = 0; k < CLASSES.length; k++) victims[`victim${k}@example.com`] = { password: 'right-password' };
+    for (let k = 0; k < CLASSES.length; k++) {
+      victims[`victim${k}@example.com`] = { password: 'right-password' };
+      // The attacker's own account on another domain under the same bare name (the virtual-host wash).
+      victims[`victim${k}@other.test`] = { password: 'own-password' };
+    }
     zimbra = await startFakeZimbra({ authDelayMs: 20, users: { ...DEFAULT_USERS, ...victims, 'own@example.com': { password: 'own-password' } } });
     gk = await startGatekeeper(testConfig(zimbra.url, { zimbra: { web: zimbra.url, admin: zimbra.url, defaultDomain: 'example.com' }, account: { maxretry: 8 } }));
   });

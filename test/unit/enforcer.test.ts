@@ -102,4 +102,13 @@ describe('Enforcer: logins of one address in flight (an office behind NAT)', () 
     if (batch.allowed) await e.settleLogin(batch.ticket, { failures: 1, successes: 1, successAccounts: [], ruleId: 'soap.auth-failed', service: 'soap' });
     assert.equal(await e.failuresOf('198.51.100.24'), 2, 'both failures stand');
   });
+
+  it('a failure of a batch naming two accounts is booked on no account, so an own login cannot wash it', async () => {
+    const e = make(new MemoryStore(clock));
+    const batch = await e.admitLogin('198.51.100.25', ['own@example.com', 'victim@example.com'], 2);
+    if (batch.allowed) await e.settleLogin(batch.ticket, { failures: 1, failedAccounts: [], successes: 1, successAccounts: [], ruleId: 'soap.auth-failed', service: 'soap' });
+    const own = await e.admitLogin('198.51.100.25', ['own@example.com'], 1);
+    if (own.allowed) await e.settleLogin(own.ticket, outcome(0, ['own@example.com']));
+    assert.equal(await e.failuresOf('198.51.100.25'), 1, 'the victim\'s failure stands after the own login');
+  });
 });

@@ -133,8 +133,8 @@ describe('SOAP AuthRequest: response side', () => {
     assert.equal(classifyResponse(one, 200, {}, Buffer.from(body)).failures, 1);
   });
   it('AuthResponse with a token is a success (real admin body)', () => {
-    const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin" password="p"/></Body></Envelope>')!;
-    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, failedAccounts: [], successes: 1, successAccounts: ['admin'], ruleId: 'admin.auth-ok' });
+    const adminLogin = login(adminRule, '<Envelope><Body><AuthRequest name="admin@x.it" password="p"/></Body></Envelope>')!;
+    assert.deepEqual(classifyResponse(adminLogin, 200, {}, Buffer.from(XML_ADMIN_OK)), { failures: 0, failedAccounts: [], successes: 1, successAccounts: ['admin@x.it'], ruleId: 'admin.auth-ok' });
   });
   it('twoFactorAuthRequired: the password was right, neither failure nor success', () => {
     const body = '{"Body":{"AuthResponse":{"authToken":[{"_content":"0_x"}],"twoFactorAuthRequired":{"_content":true}}}}';
@@ -255,6 +255,42 @@ describe('fail closed and credit with certainty', () => {
   it('Basic on a path that checks nothing is never credited', () => {
     const c = classify('GET', '/robots.txt', { authorization: basicOf('victim@x', 'guess') });
     assert.equal(c.kind === 'login' && classifyResponse(c.login, 200, {}, null).successAccounts.length, 0);
+  });
+  it('a bare name is never credited (Zimbra completes it with the virtual host\'s domain)', () => {
+    const c = classify('PROPFIND', '/dav/u/', { authorization: basicOf('u', 'pw') }, null, 'example.com');
+    assert.deepEqual(c.kind === 'login' && [c.login.accounts, classifyResponse(c.login, 207, {}, null).successAccounts], [['u@example.com'], []]);
+  });
+  it('an AuthRequest carrying an auth token or a virtualHost is never credited', () => {
+    for (const extra of ['"authToken":[{"_content":"0_own"}]', '"virtualHost":"mail.other.test"']) {
+      const l = login(SOAP, `{"Body":{"AuthRequest":{"account":{"by":"name","_content":"v@x"},"password":"g",${extra}}}}`)!;
+      assert.deepEqual(classifyResponse(l, 200, {}, Buffer.from('{"Body":{"AuthResponse":{"authToken":[{"_content":"0_x"}]}}}')).successAccounts, []);
+    }
+  });
+  it('a password given as an XML attribute beside an empty element is a credential (Zimbra reads the attribute first)', () => {
+    assert.equal(attempts(classify('POST', SOAP, {}, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><AuthRequest xmlns="urn:zimbraAccount" password="g"><account>v@x</account><password/></AuthRequest></soap:Body></soap:Envelope>')), 1);
+  });
+  it('a password in JSON _attrs is a credential (JSONElement.getAttribute falls back to _attrs)', () => {
+    assert.equal(attempts(classify('POST', SOAP, {}, '{"Body":{"AuthRequest":{"account":{"_content":"v@x"},"_attrs":{"password":"g"}}}}')), 1);
+  });
+  it('two different accounts in one request (attribute and element) are refused', () => {
+    const c = classify('POST', SOAP, {}, '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><ChangePasswordRequest xmlns="urn:zimbraAccount" account="v@x"><account>own@x</account><oldPassword>g</oldPassword><password>n</password></ChangePasswordRequest></soap:Body></soap:Envelope>');
+    assert.equal(c.kind, 'refuse');
+  });
+  it('a form failure is a failure whatever the status (a redirect after a failed login)', () => {
+    const l = login('/', 'loginOp=login&username=u@x&password=g')!;
+    assert.equal(classifyResponse(l, 302, { location: '/elsewhere' }, Buffer.alloc(0)).failures, 1);
+  });
+  it('the username in the query and the password in the body is one login (Jetty merges them)', () => {
+    assert.equal(attempts(classify('POST', '/?username=v@x', FORM, 'loginOp=login&password=g')), 1);
+  });
+  it('Basic successes from servlets that serve anonymous requests are not credited', () => {
+    for (const path of ['/.well-known/caldav', '/autodiscover/autodiscover.xml', '/home/anyone/public/x.ics']) {
+      const c = classify('GET', path, { authorization: basicOf('v@x', 'g') });
+      assert.deepEqual(c.kind === 'login' && classifyResponse(c.login, 200, {}, null).successAccounts, [], path);
+    }
+  });
+  it('a non-login SOAP body in ISO-8859-1 is read, not refused', () => {
+    assert.equal(classify('POST', SOAP, {}, Buffer.from('<?xml version="1.0" encoding="ISO-8859-1"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Header><context xmlns="urn:zimbra"><authToken>0_x</authToken></context></soap:Header><soap:Body><NoOpRequest xmlns="urn:zimbraMail"/></soap:Body></soap:Envelope>', 'latin1')).kind, 'none');
   });
   it('a plain success is credited to its one account', () => {
     const c = classify('PROPFIND', '/dav/u@x/', { authorization: basicOf('U@X', 'pw') });

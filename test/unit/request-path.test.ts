@@ -16,6 +16,7 @@ describe('normalizeRequestPath (detection cannot be dodged by path tricks)', () 
     { desc: 'Jetty path parameters', input: '/service/soap;jsessionid=1/AuthRequest', want: '/service/soap/AuthRequest' },
     { desc: 'root', input: '/', want: '/' },
     { desc: 'bad encoding', input: '/service/%E0%A4%A', want: null },
+    { desc: 'Latin-1 escapes (Jetty falls back to ISO-8859-1)', input: '/home/u/R%E9sum%E9.pdf', want: '/home/u/Résumé.pdf' },
     { desc: 'NUL', input: '/service/%00soap', want: null },
     { desc: 'absolute-form is not origin-form', input: 'http://evil/service/soap', want: null },
   ]) {
