@@ -1,11 +1,14 @@
 // Password guessing from many source addresses against SOAP, form, admin and DAV logins. The
 // thresholds prove bans engage: no address gets more than MAXRETRY answers from Zimbra, and once an
 // address has been refused (429) it stays refused (429, or its connections reset at accept).
-// Each VU gets its own source address from LOCAL_IPS (k6 `localIPs`; on Linux add them first, e.g.
-// `ip addr add 10.77.0.0/24 dev lo`, or use a loopback range against a local stack).
-//   k6 run -e BASE_URL=https://127.0.0.1:443 -e ADMIN_URL=https://127.0.0.1:7071 -e LOCAL_IPS=127.0.0.10-127.0.0.209 load/bruteforce.js
+// Each VU gets its own source address from k6's --local-ips (a command-line option only: k6 ignores
+// it in a script's options; on Linux add the addresses first, e.g. `ip addr add 10.77.0.0/24 dev lo`,
+// or use a loopback range against a local stack).
+//   k6 run --local-ips 127.0.0.10-127.0.0.209 -e BASE_URL=https://127.0.0.1:443 -e ADMIN_URL=https://127.0.0.1:7071 load/bruteforce.js
+import encoding from 'k6/encoding';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
+import { plans } from './plans.js';
 
 const BASE = __ENV.BASE_URL || 'https://127.0.0.1:443';
 const ADMIN = __ENV.ADMIN_URL || 'https://127.0.0.1:7071';
@@ -14,36 +17,15 @@ const reachedBeforeBan = new Trend('answers_from_zimbra_before_ban');
 const reachedAfterBan = new Rate('answered_after_ban');
 const refused = new Counter('refused_429');
 
-export const options = {
-  insecureSkipTLSVerify: true,
-  localIPs: __ENV.LOCAL_IPS || '127.0.0.10-127.0.0.209',
-  noConnectionReuse: true,
-  scenarios: {
-    guess: { executor: 'per-vu-iterations', vus: Number(__ENV.VUS || 200), iterations: Number(__ENV.ATTEMPTS || 10), maxDuration: '2m' },
-  },
-  thresholds: {
-    answers_from_zimbra_before_ban: [`max<=${MAXRETRY}`],
-    answered_after_ban: ['rate==0'],
-    refused_429: ['count>0'],
-  },
-};
+/** Scenarios and thresholds: load/plans.js. */
+export const options = plans(__ENV)['bruteforce.js'].options;
 
 const targets = [
   () => http.post(`${BASE}/service/soap/AuthRequest`, JSON.stringify({ Body: { AuthRequest: { _jsns: 'urn:zimbraAccount', account: { by: 'name', _content: `info${__VU}@example.com` }, password: { _content: `guess${__ITER}` } } } }), { headers: { 'Content-Type': 'application/json' }, tags: { name: 'soap' } }),
   () => http.post(`${BASE}/`, { loginOp: 'login', username: `contatti${__VU}@example.com`, password: `guess${__ITER}`, client: 'preferred' }, { tags: { name: 'form' } }),
   () => http.post(`${ADMIN}/service/admin/soap/AuthRequest`, `<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><AuthRequest xmlns="urn:zimbraAdmin" name="admin${__VU}" password="guess${__ITER}"/></soap:Body></soap:Envelope>`, { headers: { 'Content-Type': 'application/soap+xml' }, tags: { name: 'admin' } }),
-  () => http.request('PROPFIND', `${BASE}/dav/info${__VU}@example.com/`, null, { headers: { Authorization: `Basic ${encodeBase64(`info${__VU}@example.com:guess${__ITER}`)}` }, tags: { name: 'dav' } }),
+  () => http.request('PROPFIND', `${BASE}/dav/info${__VU}@example.com/`, null, { headers: { Authorization: `Basic ${encoding.b64encode(`info${__VU}@example.com:guess${__ITER}`)}` }, tags: { name: 'dav' } }),
 ];
-
-function encodeBase64(s) {
-  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-  let out = '';
-  for (let i = 0; i < s.length; i += 3) {
-    const n = (s.charCodeAt(i) << 16) | ((s.charCodeAt(i + 1) || 0) << 8) | (s.charCodeAt(i + 2) || 0);
-    out += chars[(n >> 18) & 63] + chars[(n >> 12) & 63] + (i + 1 < s.length ? chars[(n >> 6) & 63] : '=') + (i + 2 < s.length ? chars[n & 63] : '=');
-  }
-  return out;
-}
 
 // Per-VU state: each VU is one source address.
 let answered = 0;
