@@ -59,6 +59,8 @@ export interface AddressSets {
 
 /** Logins waiting for a slot, over every address (each holds a client connection). */
 const MAX_WAITING = 10_000;
+/** How often a waiting login looks again for reservations settled by another instance. */
+const WAIT_POLL_MS = 100;
 
 /** A login waiting for an in-flight reservation of its address to settle. */
 interface Waiter {
@@ -85,8 +87,13 @@ export class Enforcer {
    * store write completes, and so repeated checks cost no Redis round trip.
    */
   private readonly knownGoodLocal = new Map<string, number>();
-  /** Failures reserved by this instance and not yet settled, per client key. */
-  private readonly inflight = new Map<string, number>();
+  /**
+   * Failures reserved and not yet settled, per client key, counted in the store so that every instance
+   * and worker sees the others' logins in flight: the address counter holds failures AND these
+   * reservations, and only the difference is failures (what bans), while a login that finds the budget
+   * held by reservations can wait for them.
+   */
+  private inflightCounter!: FailureCounter;
   /** Logins waiting (FIFO by arrival) for one of those reservations to settle, per client key. */
   private readonly waiters = new Map<string, Waiter[]>();
   private waiting = 0;
@@ -119,6 +126,8 @@ export class Enforcer {
     // Pairs live as long as the IP window: they only say which of an IP's failures a success clears.
     this.pairCounter = this.store.counter({ name: 'pair', points: 1_000_000, durationSeconds: jail.findtime });
     this.accountCounter = this.store.counter({ name: 'account', points: account.maxretry, durationSeconds: account.findtime });
+    // Outlives any login in flight (proxy.upstreamTimeout) so that reservations are not forgotten early.
+    this.inflightCounter = this.store.counter({ name: 'inflight', points: 1_000_000_000, durationSeconds: this.config.proxy.upstreamTimeout + 60 });
   }
 
   setNotifier(n: Notifier | undefined): void {
@@ -184,7 +193,7 @@ export class Enforcer {
     const at = ++this.waitSeq;
     for (;;) {
       const a = await this.tryAdmit(ip, key, accounts, attempts);
-      if (a.allowed || a.reason !== 'limited' || !this.mayWait(key, a.consumed, attempts)) return a.admission;
+      if (a.allowed || a.reason !== 'limited' || !(await this.mayWait(key, a.consumed, attempts))) return a.admission;
       const woken = await this.waitTurn(key, at, deadline);
       if (!woken) {
         this.metrics.loginQueue.inc({ result: 'timeout' });
@@ -193,19 +202,26 @@ export class Enforcer {
     }
   }
 
-  /** Waiting helps only when settling reservations in flight here could free enough of the budget. */
-  private mayWait(key: string, consumed: number, attempts: number): boolean {
-    const mine = this.inflight.get(key) ?? 0;
-    if (mine === 0 || this.shadow || attempts > this.config.jail.maxretry) return false;
-    if (consumed - mine + attempts > this.config.jail.maxretry) return false;
-    if ((this.waiters.get(key)?.length ?? 0) >= this.config.proxy.loginQueueLength) return false;
-    return this.waiting < MAX_WAITING;
+  /** Logins of `key` in flight on every instance (never negative: a refund may outlive its window). */
+  private async inFlight(key: string): Promise<number> {
+    return Math.max(0, await this.safe('inflight', () => this.inflightCounter.get(key), 0));
+  }
+
+  /** Waiting helps only when settling the reservations in flight could free enough of the budget. */
+  private async mayWait(key: string, consumed: number, attempts: number): Promise<boolean> {
+    if (this.shadow || attempts > this.config.jail.maxretry) return false;
+    if ((this.waiters.get(key)?.length ?? 0) >= this.config.proxy.loginQueueLength || this.waiting >= MAX_WAITING) return false;
+    const held = await this.inFlight(key);
+    return held > 0 && consumed - held + attempts <= this.config.jail.maxretry;
   }
 
   private waitTurn(key: string, at: number, deadline: number): Promise<boolean> {
     return new Promise((resolve) => {
       let list = this.waiters.get(key);
       if (!list) this.waiters.set(key, (list = []));
+      // Woken by a settle here; a login in flight on another instance or worker is settled there, so
+      // look again every WAIT_POLL_MS as well (false only once the deadline has passed).
+      const left = deadline - this.clock.now();
       const timer = setTimeout(() => {
         const l = this.waiters.get(key);
         const i = l ? l.indexOf(waiter) : -1;
@@ -214,8 +230,8 @@ export class Enforcer {
           if (l!.length === 0) this.waiters.delete(key);
           this.waiting--;
         }
-        resolve(false);
-      }, Math.max(0, deadline - this.clock.now()));
+        resolve(left > WAIT_POLL_MS);
+      }, Math.max(0, Math.min(left, WAIT_POLL_MS)));
       const waiter: Waiter = {
         at,
         wake: () => {
@@ -263,10 +279,10 @@ export class Enforcer {
   private async tryAdmitLocked(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<{ allowed: boolean; reason?: string; consumed: number; admission: Admission }> {
     const done = (admission: Admission, consumed = 0): { allowed: boolean; reason?: string; consumed: number; admission: Admission } =>
       ({ allowed: admission.allowed, ...(admission.allowed ? {} : { reason: admission.reason }), consumed, admission });
-    const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => {
-      if (reserved > 0) this.inflight.set(key, (this.inflight.get(key) ?? 0) + reserved);
-      return { allowed: true, ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false } };
-    };
+    const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => ({
+      allowed: true,
+      ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false },
+    });
     if (this.isIgnored(ip)) {
       return done({ allowed: true, ticket: { ip, key, accounts, reserved: 0, reservedAccounts: [], knownGood: false, ignored: true } });
     }
@@ -327,6 +343,7 @@ export class Enforcer {
         return done({ allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((ban.until - this.clock.now()) / 1000)), ban });
       }
     }
+    if (reserved > 0) await this.safe('inflight', () => this.inflightCounter.add(key, reserved), null);
     return done(pass(reserved, reservedAccounts, false));
   }
 
@@ -368,17 +385,14 @@ export class Enforcer {
     try {
       await this.withKeyLock(key, () => this.settleCounts(ticket, outcome, successAccounts));
     } finally {
-      if (ticket.reserved > 0) {
-        const left = (this.inflight.get(key) ?? 0) - ticket.reserved;
-        if (left > 0) this.inflight.set(key, left);
-        else this.inflight.delete(key);
-      }
       this.wakeWaiters(key);
     }
   }
 
   private async settleCounts(ticket: LoginTicket, outcome: LoginOutcome, successAccounts: readonly string[]): Promise<void> {
     const { key } = ticket;
+    // This login is no longer in flight, whatever it turned out to be.
+    if (ticket.reserved > 0) await this.safe('inflight', () => this.inflightCounter.reward(key, ticket.reserved), undefined);
     {
       if (outcome.failures > 0) {
         const extra = outcome.failures - ticket.reserved;
@@ -388,7 +402,7 @@ export class Enforcer {
         // Pairs are booked only on the accounts the answer names with certainty (see classifyResponse).
         await this.countAccounts(outcome.failedAccounts ?? ticket.accounts, key, true, outcome.failures);
         // Reservations of other logins still in flight sit in the same counter: they are not failures (yet).
-        await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', (this.inflight.get(key) ?? 0) - ticket.reserved);
+        await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', await this.inFlight(key));
       } else {
         if (ticket.reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
         await this.refundAccounts(ticket.reservedAccounts);
@@ -414,7 +428,7 @@ export class Enforcer {
       await this.safe('count', () => this.ipCounter.add(key, attempts), null);
       const knownGood = account ? await this.safe('known-good', () => this.store.hasFlag(this.goodKey(account, key)), false) : false;
       await this.countAccounts(accounts, key, knownGood, attempts);
-      await this.banIfOver(event.ip, key, event.ruleId, event.service, event.source, this.inflight.get(key) ?? 0);
+      await this.banIfOver(event.ip, key, event.ruleId, event.service, event.source, await this.inFlight(key));
     });
     this.wakeWaiters(key);
   }
