@@ -14,6 +14,7 @@ import type { Config } from './config/schema.js';
 import { CidrSet, normalizeIp } from './net/ip.js';
 import type { Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { LogDetector } from './detect/log-detector.js';
 import { LogWatcher } from './logs/log-watcher.js';
 import { ExecFileRunner, type FirewallBackend } from './firewall/backend.js';
@@ -43,10 +44,27 @@ export interface ReloadResult {
   readonly restartNeeded: string[];
 }
 
+/**
+ * What one process runs (proxy.workers, src/cluster/): `all` (a single process), a `worker` (the
+ * web/admin listeners and the per-request path), or the `primary` of the workers (the control API,
+ * the firewall, log watching, upstream probes and notifications: one set of timers, not N).
+ */
+export type Role = 'all' | 'primary' | 'worker';
+
+export interface StartOptions {
+  readonly role?: Role;
+  /** primary: the metrics of the workers, to add to its own on /metrics. */
+  readonly workerMetrics?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>;
+  /** primary: called after a reload was applied here (the workers reload too). */
+  readonly onReload?: () => void;
+}
+
 export interface RunningGatekeeper {
   readonly ports: Readonly<Partial<Record<ListenerName | 'api', number>>>;
   readonly enforcer: Enforcer;
   readonly store: Store;
+  readonly metrics: Metrics;
+  readonly activity: Activity;
   /** Re-reads the config file: applies what can change live, reports what needs a restart. */
   reload(): Promise<ReloadResult>;
   close(): Promise<void>;
@@ -141,20 +159,25 @@ async function createStore(config: Config, clock: Clock, log: Logger): Promise<S
   return store;
 }
 
-export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningGatekeeper> {
+export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: Clock = systemClock, options: StartOptions = {}): Promise<RunningGatekeeper> {
   let { config } = loaded;
-  for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
+  const role = options.role ?? 'all';
+  const proxying = role !== 'primary';
+  const controlling = role !== 'worker';
+  if (role !== 'worker') for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
   const metrics = new Metrics();
+  if (options.workerMetrics) metrics.addSource(options.workerMetrics);
   const store = await createStore(config, clock, log);
 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
   let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
   const activity = new Activity(clock);
-  let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
-  const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
+  let notifier = controlling && config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
+  // The primary notifies of every ban it hears of (the workers make them); a single process, of its own.
+  const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, role === 'all' ? notifier : undefined);
 
-  const backend = createFirewall(config);
+  const backend = controlling ? createFirewall(config) : null;
   const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
   store.subscribe((e) => {
     if (e.type === 'ban') enforcer.cache.set(e.ban);
@@ -162,6 +185,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     else if (e.type === 'unban-all') enforcer.cache.clear();
     else void enforcer.resync().catch(() => undefined);
     firewall?.onEvent(e);
+    if (role === 'primary' && e.type === 'ban') notifier?.notifyBan(e.ban);
   });
   await enforcer.resync().catch((err: Error) => log.warn({ err: err.message }, 'could not load bans from the store yet'));
   await firewall?.start(enforcer.cache.list(clock.now()));
@@ -194,7 +218,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   for (const name of ['web', 'admin'] as const) {
     const l = config.listen[name];
-    if (!l) continue;
+    if (!l || !proxying) continue;
     const target = config.zimbra[name];
     const latency = metrics.upstreamLatency.series(name);
     const forwarder = new Forwarder({
@@ -287,6 +311,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     log.warn({ openFilesLimit: files, maxSockets: config.proxy.maxSockets, listeners: forwarders.length }, `the open files limit (${files}) is below 2 x proxy.maxSockets per listener (${sockets}): raise it (ulimit -n, or ulimits.nofile in compose)`);
   }
 
+  for (const name of ['web', 'admin'] as const) if (!proxying && config.listen[name]) upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
   const probe = async (): Promise<void> => {
     await Promise.all(
       (['web', 'admin'] as const)
@@ -302,9 +327,10 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         }),
     );
   };
-  void probe();
+  if (controlling) void probe();
   const probeTimer = setInterval(() => void probe(), PROBE_EVERY_MS);
   probeTimer.unref();
+  if (!controlling) clearInterval(probeTimer);
 
   const health = (): HealthReport => {
     const s = store.health();
@@ -320,7 +346,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   };
 
   let watcher: LogWatcher | null = null;
-  if (config.logs.length > 0) {
+  if (config.logs.length > 0 && controlling) {
     const detector = new LogDetector({
       zimbraProxies: new CidrSet(config.zimbraProxies),
       forwarders: new CidrSet([...config.zimbraProxies, ...config.trustedProxies]),
@@ -355,10 +381,11 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     if (get(config, 'notify') !== get(next, 'notify')) {
       notifier?.close();
       notifier = next.notify.webhook ? new Notifier(next.notify.webhook, next.notify.timeout * 1000, next.notify.retries, metrics, log) : undefined;
-      enforcer.setNotifier(notifier);
+      enforcer.setNotifier(role === 'all' ? notifier : undefined);
     }
     config = next;
     metrics.reloads.inc({ result: 'ok' });
+    options.onReload?.();
     log.info({ restartNeeded }, restartNeeded.length ? 'config reloaded; some changes need a restart' : 'config reloaded');
     return { ok: true, restartNeeded: [...restartNeeded] };
   };
@@ -369,7 +396,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     return reloading;
   };
 
-  const apiCfg = config.listen.api;
+  const apiCfg = controlling ? config.listen.api : undefined;
   if (apiCfg) {
     const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now() }));
     const started = await listen(server, apiCfg, 'api');
@@ -382,6 +409,8 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     ports,
     enforcer,
     store,
+    metrics,
+    activity,
     reload: reloadOnce,
     async close(): Promise<void> {
       notifier?.close();

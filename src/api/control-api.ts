@@ -114,7 +114,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       return;
     }
     if (path === '/metrics' && method === 'GET') {
-      const text = await d.metrics.registry.metrics();
+      const text = await d.metrics.text();
       res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
       res.end(text);
       return;

@@ -54,6 +54,11 @@ function reportError(err: unknown): void {
 async function run(loaded: LoadedConfig): Promise<number> {
   const { createLogger } = await import('../obs/logger.js');
   const log = createLogger(loaded.config.log.level);
+  // proxy.workers > 1: a primary and its worker processes (src/cluster/supervisor.ts).
+  const { workerCount, runPrimary, runWorker } = await import('../cluster/supervisor.js');
+  const { default: cluster } = await import('node:cluster');
+  if (cluster.isWorker) return runWorker(loaded, log);
+  if (workerCount(loaded.config) > 1) return runPrimary(loaded, log);
   // Loaded only for `run`: the other commands start faster without the proxy, Redis and HTTP stacks.
   const { startGatekeeper } = await import('../main.js');
   const gk = await startGatekeeper(loaded, log);

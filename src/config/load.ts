@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -262,6 +263,11 @@ function checkSemantics(config: Config, problems: string[], warnings: string[]):
   for (const ip of config.zimbraProxies) {
     if (!normalizeIp(ip)) problems.push(`zimbraProxies: ${JSON.stringify(ip)} is not an IP address`);
   }
+  const workers = config.proxy.workers === 'auto' ? availableParallelism() : config.proxy.workers;
+  if (workers > 1 && !config.redis) {
+    problems.push(`proxy.workers: ${JSON.stringify(config.proxy.workers)} needs redis: worker processes share counters, bans and logins in flight through the store, and the embedded in-memory store is one per process (set redis, or proxy.workers: 1)`);
+  }
+  if (workers > 64) problems.push(`proxy.workers: ${workers} is more than 64 processes`);
   if (config.mode === 'shadow') {
     warnings.push('mode is shadow: failures are detected and counted, but nothing is blocked');
   }

@@ -111,6 +111,7 @@ export const configSchema = z.strictObject({
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(4096), //                 upstream connections per listener; every open webmail tab holds one for its long poll
+    workers: z.union([z.literal('auto'), positiveInt(), z.string().regex(/^[1-9]\d{0,2}$/).transform(Number)], { error: 'is not auto or a positive integer' }).default(1), // processes serving the listeners (auto: one per core); more than 1 needs redis
     loginQueueTimeout: duration().default(15), //               a login finding its address's budget held by logins in flight waits this long for one to settle
     loginQueueLength: positiveInt().default(64), //             logins waiting per address at most; past it they get 429 at once
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)

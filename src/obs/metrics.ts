@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { UpstreamPoolStats } from '../proxy/upstream-pool.js';
 import { TallyHistogram } from './tally-histogram.js';
 
@@ -37,6 +37,11 @@ export class Metrics {
     name: 'gatekeeper_rejections_total',
     help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, too-many-logins, unreadable-login, bad-login-name, too-large, bad-request)',
     labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly workerRestarts = new Counter({
+    name: 'gatekeeper_worker_restarts_total',
+    help: 'Worker processes restarted by the primary after they ended unexpectedly (proxy.workers > 1)',
     registers: [this.registry],
   });
   readonly loginQueue = new Counter({
@@ -206,6 +211,20 @@ export class Metrics {
       this.requestTallies.set(listener, tally);
     }
     return tally;
+  }
+
+  private sources: Array<() => Promise<MetricObjectWithValues<MetricValue<string>>[][]>> = [];
+
+  /** Metrics of other processes (the workers) to aggregate with these on /metrics. */
+  addSource(source: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>): void {
+    this.sources.push(source);
+  }
+
+  /** The Prometheus text of this process, summed with its sources' (counters and histograms add up). */
+  async text(): Promise<string> {
+    if (this.sources.length === 0) return this.registry.metrics();
+    const all = [await this.registry.getMetricsAsJSON(), ...(await Promise.all(this.sources.map((s) => s()))).flat()];
+    return AggregatorRegistry.aggregate(all).metrics();
   }
 
   constructor(defaults = true) {

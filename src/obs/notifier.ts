@@ -1,3 +1,4 @@
+import type { Ban } from '../store/ban.js';
 import { request } from 'undici';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -35,6 +36,21 @@ export class Notifier {
     private readonly log: Logger,
     private readonly baseDelayMs = 1000,
   ) {}
+
+  /** The webhook document of a ban (or, for a proxy ban that goes to the kernel, an escalation). */
+  notifyBan(ban: Ban): void {
+    this.notify({
+      event: ban.tier === 'firewall' && ban.source === 'proxy' ? 'escalation' : 'ban',
+      ip: ban.target,
+      rule: ban.reason,
+      service: ban.service,
+      tier: ban.tier,
+      count: ban.count,
+      until: new Date(ban.until).toISOString(),
+      shadow: ban.shadow ?? false,
+      at: new Date(ban.since).toISOString(),
+    });
+  }
 
   notify(n: Notification): void {
     if (this.closed) return;

@@ -518,17 +518,7 @@ export class Enforcer {
       { event: 'ban', ip: ban.target, rule: ban.reason, service: ban.service, count: ban.count, tier: ban.tier, until: new Date(ban.until).toISOString(), shadow: ban.shadow ?? false, note: ban.note },
       this.shadow ? 'shadow: would ban' : 'banned',
     );
-    this.notifier?.notify({
-      event: ban.tier === 'firewall' && ban.source === 'proxy' ? 'escalation' : 'ban',
-      ip: ban.target,
-      rule: ban.reason,
-      service: ban.service,
-      tier: ban.tier,
-      count: ban.count,
-      until: new Date(ban.until).toISOString(),
-      shadow: ban.shadow ?? false,
-      at: new Date(ban.since).toISOString(),
-    });
+    this.notifier?.notifyBan(ban);
     return ban;
   }
 
