@@ -74,14 +74,25 @@ function addressSets(config: Config, upstreams: readonly string[]): { trusted: C
   return { trusted, ignored, protected: new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]) };
 }
 
+/** What /healthz and `gatekeeper status` say about one Zimbra upstream (from the probe). */
 interface UpstreamHealth {
+  /** Answered with a status below 500 (a 502/503 from zimbra-proxy means mailboxd is down). */
   ok: boolean;
+  url: string;
+  /** `HTTP 200`, or why there was no answer. */
   detail: string;
+  /** Status code of the last answer, null when there was none. */
+  lastStatus: number | null;
+  latencyMs: number | null;
   checkedAt: string | null;
+  /** The last time it answered well. */
+  lastOkAt: string | null;
 }
 
 const RESYNC_EVERY_MS = 30_000;
 const PROBE_EVERY_MS = 15_000;
+/** An upstream error seen by a request probes at once, at most this often. */
+const PROBE_ON_ERROR_MIN_MS = 1_000;
 
 async function upstreamAddresses(config: Config, log: Logger): Promise<string[]> {
   const out: string[] = [];
@@ -191,6 +202,16 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
   const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
+  let lastProbe = 0;
+  let probing = false;
+  // Declared before the listeners: a request that finds an upstream down re-checks it at once.
+  const probeSoon = (): void => {
+    if (probing || clock.now() - lastProbe < PROBE_ON_ERROR_MIN_MS) return;
+    probing = true;
+    void probe().finally(() => {
+      probing = false;
+    });
+  };
 
   for (const name of ['web', 'admin'] as const) {
     const l = config.listen[name];
@@ -202,9 +223,14 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
-      onResponse: (elapsedMs) => latency.observe(elapsedMs / 1000),
+      onResponse: (elapsedMs) => {
+        latency.observe(elapsedMs / 1000);
+        // Zimbra answers again while it is reported down: re-check now rather than at the next round.
+        if (upstreamHealth[name]?.checkedAt && !upstreamHealth[name].ok) probeSoon();
+      },
       onError: (req, kind, err) => {
         metrics.upstreamErrors.inc({ listener: name, kind });
+        probeSoon();
         log.warn({ listener: name, kind, err: err.message, url: req.url?.slice(0, 200) }, 'upstream error');
       },
       sendError: (req, res, kind) =>
@@ -276,7 +302,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
     }
     log.info({ listener: name, host: started.host, port: started.port, upstream: target, tls: !!l.tls }, 'listening');
-    upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
+    upstreamHealth[name] = { ok: false, url: target, detail: 'not checked yet', lastStatus: null, latencyMs: null, checkedAt: null, lastOkAt: null };
   }
 
   // Each forwarded request holds a client and an upstream socket, and every listener has its own
@@ -287,21 +313,27 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     log.warn({ openFilesLimit: files, maxSockets: config.proxy.maxSockets, listeners: forwarders.length }, `the open files limit (${files}) is below 2 x proxy.maxSockets per listener (${sockets}): raise it (ulimit -n, or ulimits.nofile in compose)`);
   }
 
-  const probe = async (): Promise<void> => {
+  // A declaration (hoisted): probeSoon may call it from a request served before this line runs.
+  async function probe(): Promise<void> {
+    lastProbe = clock.now();
     await Promise.all(
       (['web', 'admin'] as const)
         .filter((n) => upstreamHealth[n])
         .map(async (n) => {
+          const prev = upstreamHealth[n]!;
+          const t0 = performance.now();
           try {
             const r = await request(config.zimbra[n], { method: 'GET', dispatcher: probeAgent, headersTimeout: 5000, bodyTimeout: 5000 });
             await r.body.dump();
-            upstreamHealth[n] = { ok: true, detail: `HTTP ${r.statusCode}`, checkedAt: new Date(clock.now()).toISOString() };
+            const at = new Date(clock.now()).toISOString();
+            const ok = r.statusCode < 500;
+            upstreamHealth[n] = { ...prev, ok, detail: `HTTP ${r.statusCode}`, lastStatus: r.statusCode, latencyMs: Math.round(performance.now() - t0), checkedAt: at, lastOkAt: ok ? at : prev.lastOkAt };
           } catch (err) {
-            upstreamHealth[n] = { ok: false, detail: (err as Error).message, checkedAt: new Date(clock.now()).toISOString() };
+            upstreamHealth[n] = { ...prev, ok: false, detail: (err as Error).message || String((err as NodeJS.ErrnoException).code), lastStatus: null, latencyMs: null, checkedAt: new Date(clock.now()).toISOString() };
           }
         }),
     );
-  };
+  }
   void probe();
   const probeTimer = setInterval(() => void probe(), PROBE_EVERY_MS);
   probeTimer.unref();
@@ -309,12 +341,20 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const health = (): HealthReport => {
     const s = store.health();
     metrics.storeUp.set(s.ok ? 1 : 0);
+    const fw = firewall?.health();
+    const reasons: string[] = [];
+    if (!s.ok) reasons.push(`store ${s.backend}: ${s.detail}`);
+    for (const [n, u] of Object.entries(upstreamHealth)) {
+      if (!u.ok && u.checkedAt) reasons.push(`zimbra ${n} (${u.url}): ${u.detail}`);
+    }
+    if (fw && !fw.ok) reasons.push(`firewall ${fw.backend}: ${fw.lastError ?? 'error'}`);
     return {
-      status: s.ok && (!firewall || firewall.health().ok) ? 'ok' : 'degraded',
+      status: reasons.length === 0 ? 'ok' : 'degraded',
+      reasons,
       mode: config.mode,
       store: s,
       upstreams: upstreamHealth,
-      firewall: firewall ? firewall.health() : { backend: 'none' },
+      firewall: fw ?? { backend: 'none' },
       activeBans: enforcer.cache.size,
     };
   };

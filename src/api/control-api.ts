@@ -2,7 +2,9 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseDurationSeconds } from '../config/duration.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
-import { normalizeIp, parseCidr } from '../net/ip.js';
+import { cidrCovers, normalizeIp, parseCidr } from '../net/ip.js';
+import { carveOut } from '../policy/range-split.js';
+import { checkTypedTarget } from './ban-target.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
@@ -100,7 +102,9 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const method = req.method ?? 'GET';
     if (path === '/healthz' && (method === 'GET' || method === 'HEAD')) {
       const h = d.health();
-      send(res, 200, h);
+      // 200 while serving (a container healthcheck must not restart the proxy because Zimbra is
+      // down); ?strict=1 answers 503 when degraded, for monitors that only read the status code.
+      send(res, h.status !== 'ok' && url.searchParams.get('strict') === '1' ? 503 : 200, h);
       return;
     }
     if (path === '/' && method === 'GET') {
@@ -130,7 +134,8 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     }
     const now = d.now();
     if (path === '/api/bans' && method === 'GET') {
-      send(res, 200, { bans: d.enforcer.cache.list(now).map((b) => banView(b, now)) });
+      const keep = banFilter(url.searchParams, now);
+      send(res, 200, { bans: d.enforcer.cache.list(now).filter(keep).map((b) => banView(b, now)) });
       return;
     }
     if (path === '/api/bans' && method === 'POST') {
@@ -141,12 +146,19 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         if (ips.length > 100_000) throw new GatekeeperError('GK_ERR_API_REQUEST', 'at most 100000 addresses per call');
         const seconds = durationOf(body);
         const note = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'manual';
-        const results = await Promise.allSettled(ips.map((ip) => d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note })));
+        const force = body.force === true;
+        const results = await Promise.allSettled(
+          ips.map(async (ip) => {
+            checkTypedTarget(String(ip), { force, forBan: true });
+            return d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note });
+          }),
+        );
         const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [{ ip: String(ips[i]), error: (r.reason as Error).message }] : []));
         send(res, errors.length === results.length && results.length > 0 ? 400 : 201, { banned: results.length - errors.length, errors: errors.slice(0, 100) });
         return;
       }
       const ip = typeof body.ip === 'string' ? body.ip : '';
+      checkTypedTarget(ip, { force: body.force === true, forBan: true });
       const seconds = durationOf(body);
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
       const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
@@ -161,6 +173,25 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const banMatch = /^\/api\/bans\/(.+)$/.exec(path);
     if (banMatch && method === 'DELETE') {
       const target = decodeURIComponent(banMatch[1]!);
+      const typed = checkTypedTarget(target, { forBan: false });
+      const single = typed.prefix === (typed.family === 4 ? 32 : 128);
+      const hole = single ? parseCidr(d.enforcer.cache.clientKey(typed.text))! : typed;
+      // Not banned under this key but inside a banned network: unbanning "nothing" and answering
+      // "was not banned" would leave the address refused. Name the network; --split carves it out.
+      const cover = d.enforcer.cache.get(hole.text, now) ? undefined : d.enforcer.cache.list(now).find((b) => b.target !== hole.text && cidrCovers(parseCidr(b.target)!, hole));
+      if (cover && url.searchParams.get('split') === '1') {
+        const parts = carveOut(parseCidr(cover.target)!, hole);
+        await d.enforcer.replaceRangeBan(cover, parts);
+        send(res, 200, { ip: target, removed: true, split: { range: cover.target, rebanned: parts } });
+        return;
+      }
+      if (cover) {
+        throw new GatekeeperError(
+          'GK_ERR_RANGE_BANNED',
+          `${typed.text} is inside the banned network ${cover.target} (${cover.reason}, until ${new Date(cover.until).toISOString()}): nothing was lifted. ` +
+            `Lift the network (unban ${cover.target}) or carve this address out of it (unban ${typed.text} --split)`,
+        );
+      }
       const removed = await d.enforcer.unban(target);
       send(res, 200, { ip: target, removed });
       return;
@@ -200,13 +231,31 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         return;
       }
       if (isGatekeeperError(err)) {
-        const status = err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' ? 409 : 500;
+        const status = err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' || err.code === 'GK_ERR_RANGE_BANNED' ? 409 : 500;
         fail(res, status, err.code, err.message);
         return;
       }
       fail(res, 500, 'GK_ERR_API_REQUEST', (err as Error).message);
     });
   };
+}
+
+/** `GET /api/bans?service=&rule=&tier=&since=`: each given filter must match (since: a duration back from now, or a time). */
+function banFilter(q: URLSearchParams, now: number): (b: Ban) => boolean {
+  const service = q.get('service');
+  const rule = q.get('rule');
+  const tier = q.get('tier');
+  const sinceRaw = q.get('since');
+  if (tier !== null && tier !== 'proxy' && tier !== 'firewall') throw new GatekeeperError('GK_ERR_API_REQUEST', `tier ${JSON.stringify(tier)} is not proxy or firewall`);
+  let since = -Infinity;
+  if (sinceRaw !== null) {
+    const seconds = parseDurationSeconds(sinceRaw);
+    const at = Date.parse(sinceRaw);
+    if (seconds !== null) since = now - seconds * 1000;
+    else if (!Number.isNaN(at)) since = at;
+    else throw new GatekeeperError('GK_ERR_API_REQUEST', `since ${JSON.stringify(sinceRaw)} is neither a duration (30m, 24h, 7d) nor a time (2026-11-27T08:00:00Z)`);
+  }
+  return (b) => (service === null || b.service === service) && (rule === null || b.reason === rule) && (tier === null || b.tier === tier) && b.since >= since;
 }
 
 async function overview(d: ControlApiDeps, now: number): Promise<Record<string, unknown>> {

@@ -386,6 +386,20 @@ export class Enforcer {
     return had || removed;
   }
 
+  /**
+   * `unban --split`: bans `parts` (the rest of the range) with the range ban's rule, tier and end,
+   * then lifts the range ban: no moment where the rest of the range is unbanned.
+   */
+  async replaceRangeBan(range: Ban, parts: readonly string[]): Promise<void> {
+    for (const target of parts) {
+      const ban: Ban = { ...range, target, note: `${range.note ? `${range.note}; ` : ''}split from ${range.target}` };
+      this.cache.set(ban);
+      await this.store.addBan(ban);
+    }
+    this.log.warn({ event: 'split', ip: range.target, parts: parts.length }, 'range ban split');
+    await this.unban(range.target);
+  }
+
   async unbanAll(): Promise<number> {
     const n = this.cache.size;
     this.cache.clear();

@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { which } from '../helpers/binaries.js';
+import { startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
+import { runCli, startGatekeeper, testConfig, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
+import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
+
+const json = { 'content-type': 'application/json' };
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+describe('CLI basics (no gatekeeper needed)', () => {
+  it('--version prints the package version', async () => {
+    const r = await runCli(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `gatekeeper ${pkg.version}\n`);
+  });
+
+  it('help, help COMMAND and COMMAND --help print that command\'s usage; unknown commands exit 2', async () => {
+    const all = await runCli(['help']);
+    assert.equal(all.code, 0);
+    assert.match(all.stdout, /^usage: gatekeeper <command>/);
+    assert.match(all.stdout, /exit codes:/);
+    const viaHelp = await runCli(['help', 'status']);
+    const viaFlag = await runCli(['status', '--help']);
+    assert.equal(viaHelp.code, 0);
+    assert.equal(viaFlag.code, 0);
+    assert.equal(viaHelp.stdout, viaFlag.stdout);
+    assert.match(viaFlag.stdout, /^usage: gatekeeper status \[IP\]/);
+    assert.doesNotMatch(viaFlag.stdout, /^commands:/m, 'a command\'s help is not the global usage');
+    assert.match((await runCli(['unban', '-h'])).stdout, /--split/);
+    const unknown = await runCli(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    assert.equal((await runCli(['help', 'frobnicate'])).code, 2);
+    assert.equal((await runCli([])).code, 2);
+  });
+
+  it('usage errors exit 2 before anything is sent: a bad --for, a bad --tier, an option the command does not take', async () => {
+    // Port 9 (discard) on loopback: nothing listens, so reaching the API would exit 3, not 2.
+    const api = ['--api', 'http://127.0.0.1:9'];
+    const badFor = await runCli(['ban', '127.0.0.77', '--for', 'soon', ...api]);
+    assert.equal(badFor.code, 2, badFor.stderr);
+    assert.match(badFor.stderr, /GK_ERR_USAGE: --for "soon" is not a duration/);
+    assert.equal((await runCli(['list', '--tier', 'kernel', ...api])).code, 2);
+    assert.equal((await runCli(['list', '--since', 'yesterday-ish', ...api])).code, 2);
+    const stray = await runCli(['list', '--for', '1h', ...api]);
+    assert.equal(stray.code, 2);
+    assert.match(stray.stderr, /list does not take --for/);
+    assert.equal((await runCli(['list', ...api])).code, 3, 'a well-formed command that cannot reach the API exits 3');
+  });
+
+  it('completion bash|zsh prints scripts the shells accept, listing every command', async (t) => {
+    for (const shell of ['bash', 'zsh'] as const) {
+      const r = await runCli(['completion', shell]);
+      assert.equal(r.code, 0);
+      for (const c of ['status', 'list', 'ban', 'unban', 'reload', 'test-log', 'help', 'completion']) assert.ok(r.stdout.includes(c), `${shell}: ${c}`);
+      const bin = which(shell);
+      if (!bin) {
+        t.diagnostic(`${shell} not installed: syntax not checked`);
+        continue;
+      }
+      const check = spawnSync(bin, ['-n'], { input: r.stdout, encoding: 'utf8' });
+      assert.equal(check.status, 0, `${shell} -n: ${check.stderr}`);
+    }
+    if (which('bash')) {
+      // Complete `gatekeeper unban --s` in a real bash with the script loaded.
+      const script = (await runCli(['completion', 'bash'])).stdout;
+      const r = spawnSync('bash', ['-c', `${script}\nCOMP_WORDS=(gatekeeper unban --s); COMP_CWORD=2; _gatekeeper; echo "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+      assert.equal(r.stdout.trim(), '--split');
+    }
+    assert.equal((await runCli(['completion', 'fish'])).code, 2);
+  });
+});
+
+describe('CLI against a running gatekeeper', () => {
+  let zimbra: FakeZimbra;
+  let gk: GatekeeperProcess;
+  let api: string[];
+  before(async () => {
+    zimbra = await startFakeZimbra();
+    gk = await startGatekeeper(testConfig(zimbra.url));
+    api = ['--api', gk.url('api', '')];
+  });
+  after(async () => {
+    await closeAgents();
+    await gk.stop();
+    await zimbra.close();
+  });
+
+  it('shows --reason in list and status, with local times and the time left', async () => {
+    const b = await runCli(['ban', '127.0.0.80', '--for', '2h', '--reason', 'ticket 4711: password spraying', ...api]);
+    assert.equal(b.code, 0, b.stderr);
+    const list = await runCli(['list', ...api]);
+    assert.match(list.stdout, /127\.0\.0\.80 .*ticket 4711: password spraying/);
+    assert.match(list.stdout, /REASON/);
+    assert.match(list.stdout, /1h 59m|2h 0m/, 'time left');
+    assert.doesNotMatch(list.stdout, /\d\.\d{3}Z/, 'no raw UTC with milliseconds');
+    const status = await runCli(['status', '127.0.0.80', ...api]);
+    assert.match(status.stdout, /reason: +ticket 4711: password spraying/);
+  });
+
+  it('filters list by service, rule, tier and since (CLI and API)', async () => {
+    for (let i = 0; i < 3; i++) await send('127.0.0.81', gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('f@example.com', 'wrong') });
+    await waitFor(async () => (await send('127.0.0.81', gk.url('web', '/x'))).status === 429, 5000, 'automatic ban');
+    assert.equal((await runCli(['ban', '127.0.0.82', ...api])).code, 0);
+    const ips = async (args: string[]): Promise<string[]> => {
+      const r = await runCli(['list', '--json', ...args, ...api]);
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { bans: Array<{ ip: string }> }).bans.map((x) => x.ip).filter((ip) => ip === '127.0.0.81' || ip === '127.0.0.82').sort();
+    };
+    assert.deepEqual(await ips([]), ['127.0.0.81', '127.0.0.82']);
+    assert.deepEqual(await ips(['--service', 'soap']), ['127.0.0.81']);
+    assert.deepEqual(await ips(['--rule', 'manual']), ['127.0.0.82']);
+    assert.deepEqual(await ips(['--rule', 'soap.auth-failed', '--tier', 'proxy']), ['127.0.0.81']);
+    assert.deepEqual(await ips(['--tier', 'firewall']), []);
+    assert.deepEqual(await ips(['--since', '1h']), ['127.0.0.81', '127.0.0.82']);
+    assert.deepEqual(await ips(['--since', '2099-01-01T00:00:00Z']), []);
+    const text = await runCli(['list', '--service', 'nothing-like-this', ...api]);
+    assert.equal(text.stdout, 'no active bans match\n');
+    const bad = await send('127.0.0.1', gk.url('api', '/api/bans?tier=kernel'));
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /GK_ERR_API_REQUEST/);
+  });
+
+  it('refuses a CIDR with host bits set (showing the network), and a ban wider than /16 or /32 without --force', async () => {
+    const hostBits = await runCli(['ban', '10.0.0.0/4', ...api]);
+    assert.equal(hostBits.code, 2);
+    assert.match(hostBits.stderr, /10\.0\.0\.0\/4 has host bits set: the network is 0\.0\.0\.0\/4/);
+    const hostBits6 = await runCli(['ban', '2001:db8::1/64', ...api]);
+    assert.equal(hostBits6.code, 2);
+    assert.match(hostBits6.stderr, /the network is 2001:db8::\/64/);
+    const wide = await runCli(['ban', '10.0.0.0/8', ...api]);
+    assert.equal(wide.code, 2);
+    assert.match(wide.stderr, /10\.0\.0\.0\/8 covers 16777216 addresses, wider than \/16: add --force/);
+    assert.equal((await runCli(['ban', '2001:db8::/24', ...api])).code, 2);
+    assert.equal((await runCli(['ban', '2001:db8::/32', ...api])).code, 0, 'a /32 needs no --force');
+    assert.equal((await runCli(['ban', '10.0.0.0/8', '--force', ...api])).code, 0);
+    const listed = (await runCli(['list', ...api])).stdout;
+    assert.match(listed, /^10\.0\.0\.0\/8 /m);
+    assert.doesNotMatch(listed, /0\.0\.0\.0\/4/, 'nothing wider was banned by the refused commands');
+    // Bulk bans through the API follow the same rules.
+    const bulk = await send('127.0.0.1', gk.url('api', '/api/bans'), { method: 'POST', headers: json, body: JSON.stringify({ ips: ['192.0.2.7/24', '203.0.113.0/24'] }) });
+    assert.equal(bulk.status, 201);
+    assert.equal((JSON.parse(bulk.body) as { banned: number }).banned, 1);
+    assert.equal((await runCli(['unban', '10.0.0.0/8', ...api])).code, 0);
+  });
+
+  it('unban of an address inside a banned range names the range and exits 4; --split carves it out', async () => {
+    assert.equal((await runCli(['ban', '127.0.5.0/24', '--reason', 'botnet', ...api])).code, 0);
+    assert.equal((await send('127.0.5.5', gk.url('web', '/x'))).status, 429);
+    const refused = await runCli(['unban', '127.0.5.5', ...api]);
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /GK_ERR_RANGE_BANNED: 127\.0\.5\.5 is inside the banned network 127\.0\.5\.0\/24/);
+    assert.match(refused.stderr, /--split/);
+    // (A second request of a banned client within proxy.banPageInterval is reset, not answered: ask the API.)
+    assert.equal((JSON.parse((await send('127.0.0.1', gk.url('api', '/api/status/127.0.5.5'))).body) as { banned: boolean }).banned, true, 'nothing was lifted');
+    assert.match((await runCli(['status', '127.0.5.5', ...api])).stdout, /banned: +yes by the network ban of 127\.0\.5\.0\/24/);
+
+    const split = await runCli(['unban', '127.0.5.5', '--split', ...api]);
+    assert.equal(split.code, 0, split.stderr);
+    assert.match(split.stdout, /lifted the ban of 127\.0\.5\.0\/24 and banned the rest of it again \(8 networks\)/);
+    await waitFor(async () => (await send('127.0.5.5', gk.url('web', '/x'))).status === 200, 5000, '127.0.5.5 served after the split');
+    for (const other of ['127.0.5.4', '127.0.5.6', '127.0.5.0', '127.0.5.255', '127.0.5.128']) {
+      assert.equal((await send(other, gk.url('web', '/x'))).status, 429, `${other} stays banned`);
+    }
+    const after = (await runCli(['list', '--json', '--rule', 'manual', ...api])).stdout;
+    const targets = (JSON.parse(after) as { bans: Array<{ ip: string; note?: string }> }).bans.filter((b) => b.ip.startsWith('127.0.5.'));
+    assert.deepEqual(targets.map((b) => b.ip).sort(), ['127.0.5.0/30', '127.0.5.128/25', '127.0.5.16/28', '127.0.5.32/27', '127.0.5.4', '127.0.5.6/31', '127.0.5.64/26', '127.0.5.8/29']);
+    assert.ok(targets.every((b) => b.note?.includes('botnet')), 'the reason is kept');
+  });
+});
+
+describe('honest health', () => {
+  it('/healthz, `gatekeeper status` and the API go degraded with the reason while Zimbra is down, and ok again after', async () => {
+    let zimbra = await startFakeZimbra();
+    const port = zimbra.port;
+    const gk = await startGatekeeper(testConfig(zimbra.url));
+    const api = ['--api', gk.url('api', '')];
+    type Health = { status: string; reasons: string[]; upstreams: Record<string, { ok: boolean; lastStatus: number | null; latencyMs: number | null; lastOkAt: string | null; detail: string }> };
+    const health = async (path = '/healthz'): Promise<{ status: number; h: Health }> => {
+      const r = await send('127.0.0.1', gk.url('api', path));
+      return { status: r.status, h: JSON.parse(r.body) as Health };
+    };
+    try {
+      const up = await waitFor(async () => {
+        const { h } = await health();
+        return h.upstreams.web?.ok && h.upstreams.admin?.ok ? h : null;
+      }, 10_000, 'first probe');
+      assert.equal(up.status, 'ok');
+      assert.deepEqual(up.reasons, []);
+      assert.equal(up.upstreams.web!.lastStatus, 200);
+      assert.ok(up.upstreams.web!.latencyMs! >= 0);
+      const okText = await runCli(['status', ...api]);
+      assert.match(okText.stdout, /^status: +ok/m);
+      assert.match(okText.stdout, /zimbra web +http:\/\/127\.0\.0\.1:\d+: up, HTTP 200 in \d+ ms/);
+
+      await zimbra.close();
+      // A request that finds Zimbra down makes the gatekeeper re-check at once (else within 15 s).
+      assert.equal((await send('127.0.0.90', gk.url('web', '/x'))).status, 502);
+      const down = await waitFor(async () => {
+        const { h } = await health();
+        return h.status === 'degraded' ? h : null;
+      }, 20_000, 'degraded');
+      assert.ok(down.reasons.some((r) => r.startsWith(`zimbra web (http://127.0.0.1:${port}):`)), JSON.stringify(down.reasons));
+      assert.equal(down.upstreams.web!.ok, false);
+      assert.equal(down.upstreams.web!.lastStatus, null);
+      assert.ok(down.upstreams.web!.lastOkAt, 'the last good answer is kept');
+      assert.equal((await health('/healthz')).status, 200, 'plain /healthz stays 200 (the container is serving)');
+      assert.equal((await health('/healthz?strict=1')).status, 503);
+      const text = await runCli(['status', ...api]);
+      assert.equal(text.code, 0);
+      assert.match(text.stdout, /^status: +degraded/m);
+      assert.match(text.stdout, /! zimbra web/);
+      assert.match(text.stdout, /zimbra web .*: DOWN: .*\(last good answer \d{4}-/);
+      const overview = JSON.parse((await send('127.0.0.1', gk.url('api', '/api/status'))).body) as { health: Health };
+      assert.equal(overview.health.status, 'degraded');
+
+      zimbra = await startFakeZimbra({ port });
+      await waitFor(async () => (await send('127.0.0.91', gk.url('web', '/x'))).status === 200, 10_000, 'served again');
+      await waitFor(async () => (await health()).h.status === 'ok', 20_000, 'ok again');
+    } finally {
+      await closeAgents();
+      await gk.stop();
+      await zimbra.close();
+    }
+  });
+});
