@@ -9,7 +9,7 @@ import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
 import type { Activity } from '../obs/activity.js';
-import { STATUS_PAGE } from './status-page.js';
+import { FAVICON_SVG, STATUS_PAGE } from './status-page.js';
 
 export interface HealthReport {
   readonly status: 'ok' | 'degraded';
@@ -117,6 +117,11 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       res.end(STATUS_PAGE);
       return;
     }
+    if ((path === '/favicon.ico' || path === '/favicon.svg') && method === 'GET') {
+      res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'max-age=86400' });
+      res.end(FAVICON_SVG);
+      return;
+    }
     if (path === '/metrics' && method === 'GET') {
       const text = await d.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
@@ -130,6 +135,13 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     if (!authorized(req)) {
       res.setHeader('www-authenticate', 'Bearer');
       fail(res, 401, 'GK_ERR_API_UNAUTHORIZED', 'missing or wrong bearer token (GK_API_TOKEN)');
+      return;
+    }
+    // Without a token the API trusts whoever reaches the loopback listener (the CLI). A browser is
+    // another matter: any web page it shows could send it a "simple" cross-site POST (text/plain, no
+    // preflight). Browsers mark their requests with Origin / Sec-Fetch-Site; refuse their writes.
+    if (!expected && method !== 'GET' && method !== 'HEAD' && (req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined)) {
+      fail(res, 403, 'GK_ERR_API_UNAUTHORIZED', 'read-only from a browser: set api.token to ban and unban from the status page');
       return;
     }
     const now = d.now();
@@ -204,7 +216,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const statusMatch = /^\/api\/status(?:\/(.+))?$/.exec(path);
     if (statusMatch && method === 'GET') {
       if (!statusMatch[1]) {
-        send(res, 200, await overview(d, now));
+        send(res, 200, { ...(await overview(d, now)), access: { writable: !!expected } });
         return;
       }
       const raw = decodeURIComponent(statusMatch[1]);
