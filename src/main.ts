@@ -30,6 +30,8 @@ import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
+import { MemoryAllowlist, type AllowlistStore } from './store/allowlist.js';
+import { RedisAllowlist } from './store/redis-allowlist.js';
 
 /*
  * Composition root: the only file that picks concrete implementations (memory or Redis store,
@@ -164,6 +166,31 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const activity = new Activity(clock);
   let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
+
+  // The runtime allowlist (`gatekeeper allow`): shared through the store, applied live on every instance.
+  const allowlist: AllowlistStore = config.redis
+    ? new RedisAllowlist(connectRedis(config.redis.url, config.redis.connectTimeout * 1000), connectRedis(config.redis.url, config.redis.connectTimeout * 1000), config.redis.keyPrefix, clock)
+    : new MemoryAllowlist(clock);
+  let allowExpiry: NodeJS.Timeout | undefined;
+  const allowChanged = async (): Promise<void> => {
+    let entries;
+    try {
+      entries = await allowlist.list();
+    } catch (err) {
+      log.warn({ err: (err as Error).message, code: 'GK_ERR_STORE' }, 'could not read the runtime allowlist: keeping the last one');
+      return;
+    }
+    enforcer.setRuntimeAllow(entries.map((e) => e.cidr));
+    // Read again when the next entry expires (timers are capped: Node's overflow past 24.8 days).
+    clearTimeout(allowExpiry);
+    const next = Math.min(...entries.map((e) => e.until ?? Infinity));
+    if (Number.isFinite(next)) {
+      allowExpiry = setTimeout(() => void allowChanged(), Math.min(Math.max(0, next - clock.now()) + 10, 3_600_000));
+      allowExpiry.unref();
+    }
+  };
+  allowlist.subscribe(() => void allowChanged());
+  await allowChanged();
 
   const backend = createFirewall(config);
   const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
@@ -411,7 +438,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   const apiCfg = config.listen.api;
   if (apiCfg) {
-    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now() }));
+    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now(), allow: { allowlist, allowChanged } }));
     const started = await listen(server, apiCfg, 'api');
     ports.api = started.port;
     servers.push({ server });
@@ -437,6 +464,8 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       for (const s of upgraded) s.destroy();
       for (const f of forwarders) f.close();
       await probeAgent.close().catch(() => undefined);
+      clearTimeout(allowExpiry);
+      await allowlist.close();
       await store.close();
     },
   };

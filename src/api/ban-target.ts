@@ -11,7 +11,7 @@ export const WIDEST_WITHOUT_FORCE = { 4: 16, 6: 32 } as const;
  * - a ban wider than /16 (IPv4) or /32 (IPv6) needs `force`.
  * Returns the parsed network.
  */
-export function checkTypedTarget(raw: string, opts: { force?: boolean; forBan: boolean }): Cidr {
+export function checkTypedTarget(raw: string, opts: { force?: boolean; limitWidth: boolean }): Cidr {
   const c = parseCidr(raw);
   if (!c) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(raw)} is not an IP address or CIDR`);
   const slash = raw.indexOf('/');
@@ -22,7 +22,7 @@ export function checkTypedTarget(raw: string, opts: { force?: boolean; forBan: b
       throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${raw.trim()} has host bits set: the network is ${c.text}; write that, or the single address without /${c.prefix}`);
     }
   }
-  if (opts.forBan && !opts.force && c.prefix < WIDEST_WITHOUT_FORCE[c.family]) {
+  if (opts.limitWidth && !opts.force && c.prefix < WIDEST_WITHOUT_FORCE[c.family]) {
     const size = c.family === 4 ? `${2 ** (32 - c.prefix)} addresses` : `2^${128 - c.prefix} addresses`;
     throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${c.text} covers ${size}, wider than /${WIDEST_WITHOUT_FORCE[c.family]}: add --force (API: "force": true) if that is meant`);
   }

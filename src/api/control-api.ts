@@ -5,6 +5,7 @@ import { GatekeeperError, isGatekeeperError } from '../errors.js';
 import { cidrCovers, normalizeIp, parseCidr } from '../net/ip.js';
 import { carveOut } from '../policy/range-split.js';
 import { checkTypedTarget } from './ban-target.js';
+import { addAllow, listAllow, removeAllow, type AllowDeps } from './allow-routes.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
@@ -24,6 +25,8 @@ export interface ControlApiDeps {
   readonly token: string | undefined;
   readonly health: () => HealthReport;
   readonly now: () => number;
+  /** The runtime allowlist (`/api/allow`); absent: those routes answer 404. */
+  readonly allow?: Omit<AllowDeps, 'enforcer' | 'now'>;
 }
 
 /** A bulk ban of ~60,000 IPv4 addresses (an imported block list) fits; the API is loopback or token-only. */
@@ -161,7 +164,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         const force = body.force === true;
         const results = await Promise.allSettled(
           ips.map(async (ip) => {
-            checkTypedTarget(String(ip), { force, forBan: true });
+            checkTypedTarget(String(ip), { force, limitWidth: true });
             return d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note });
           }),
         );
@@ -170,7 +173,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         return;
       }
       const ip = typeof body.ip === 'string' ? body.ip : '';
-      checkTypedTarget(ip, { force: body.force === true, forBan: true });
+      checkTypedTarget(ip, { force: body.force === true, limitWidth: true });
       const seconds = durationOf(body);
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
       const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
@@ -185,7 +188,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const banMatch = /^\/api\/bans\/(.+)$/.exec(path);
     if (banMatch && method === 'DELETE') {
       const target = decodeURIComponent(banMatch[1]!);
-      const typed = checkTypedTarget(target, { forBan: false });
+      const typed = checkTypedTarget(target, { limitWidth: false });
       const single = typed.prefix === (typed.family === 4 ? 32 : 128);
       const hole = single ? parseCidr(d.enforcer.cache.clientKey(typed.text))! : typed;
       // Not banned under this key but inside a banned network: unbanning "nothing" and answering
@@ -207,6 +210,22 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       const removed = await d.enforcer.unban(target);
       send(res, 200, { ip: target, removed });
       return;
+    }
+    if (d.allow && path.startsWith('/api/allow')) {
+      const deps: AllowDeps = { ...d.allow, enforcer: d.enforcer, now: d.now };
+      if (path === '/api/allow' && method === 'GET') {
+        send(res, 200, await listAllow(deps));
+        return;
+      }
+      if (path === '/api/allow' && method === 'POST') {
+        send(res, 201, await addAllow(deps, await readJson(req)));
+        return;
+      }
+      const m = /^\/api\/allow\/(.+)$/.exec(path);
+      if (m && method === 'DELETE') {
+        send(res, 200, await removeAllow(deps, decodeURIComponent(m[1]!)));
+        return;
+      }
     }
     if (path === '/api/reload' && method === 'POST') {
       const r = await d.reload();
@@ -243,7 +262,8 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         return;
       }
       if (isGatekeeperError(err)) {
-        const status = err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' || err.code === 'GK_ERR_RANGE_BANNED' ? 409 : 500;
+        const status =
+          err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' || err.code === 'GK_ERR_RANGE_BANNED' ? 409 : err.code === 'GK_ERR_STORE' ? 503 : 500;
         fail(res, status, err.code, err.message);
         return;
       }

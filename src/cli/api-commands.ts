@@ -1,7 +1,7 @@
 import { parseDurationSeconds } from '../config/duration.js';
 import { GatekeeperError } from '../errors.js';
 import { ApiClient } from './api-client.js';
-import { printBans, printStatus } from './format.js';
+import { localTime, printBans, printStatus, timeLeft } from './format.js';
 
 /** The options the API commands read (parsed by main.ts). */
 export interface ApiCommandOptions {
@@ -30,11 +30,18 @@ function checkDuration(name: string, value: string | undefined): void {
   if (s === null || s <= 0) throw new GatekeeperError('GK_ERR_USAGE', `--${name} ${JSON.stringify(value)} is not a duration (90s, 30m, 24h, 7d)`);
 }
 
-export const API_COMMANDS = new Set(['status', 'list', 'ban', 'unban', 'reload']);
+export const API_COMMANDS = new Set(['status', 'list', 'ban', 'unban', 'reload', 'allow']);
 
 export async function runApiCommand(command: string, args: readonly string[], o: ApiCommandOptions): Promise<number> {
   if (command === 'ban') {
     if (!args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'ban needs an address: gatekeeper ban IP [--for 24h] [--reason TEXT]');
+    checkDuration('for', o.for);
+  }
+  if (command === 'allow') {
+    const [sub, cidr] = args;
+    if (sub !== 'add' && sub !== 'remove' && sub !== 'list') throw new GatekeeperError('GK_ERR_USAGE', 'allow needs add, remove or list: gatekeeper allow add CIDR [--for 30d] [--reason TEXT]');
+    if (sub !== 'list' && !cidr) throw new GatekeeperError('GK_ERR_USAGE', `allow ${sub} needs an address or network`);
+    if (sub !== 'add' && (o.for !== undefined || o.reason !== undefined || o.force)) throw new GatekeeperError('GK_ERR_USAGE', `allow ${sub} takes no --for, --reason or --force`);
     checkDuration('for', o.for);
   }
   if (command === 'unban' && !o.all && !args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'unban needs an address or --all');
@@ -46,6 +53,8 @@ export async function runApiCommand(command: string, args: readonly string[], o:
   }
   const client = ApiClient.fromConfig(o.config, o.api);
   switch (command) {
+    case 'allow':
+      return allowCommand(client, args, o);
     case 'reload': {
       const r = (await client.call('POST', '/api/reload')) as { ok: boolean; restartNeeded: string[] };
       out(o, r, `reloaded${r.restartNeeded.length ? `; these changes need a restart: ${r.restartNeeded.join(', ')}` : ''}\n`);
@@ -86,4 +95,28 @@ export async function runApiCommand(command: string, args: readonly string[], o:
       return 0;
     }
   }
+}
+
+async function allowCommand(client: ApiClient, args: readonly string[], o: ApiCommandOptions): Promise<number> {
+  const [sub, cidr] = args;
+  if (sub === 'add') {
+    const r = (await client.call('POST', '/api/allow', { cidr, duration: o.for, reason: o.reason, ...(o.force ? { force: true } : {}) })) as { entry: Record<string, unknown>; lifted: string[] };
+    const until = r.entry.until ? ` until ${localTime(r.entry.until)}` : '';
+    out(o, r, `allowed ${String(r.entry.cidr)}${until} (${String(r.entry.reason)})${r.lifted.length ? `; lifted the bans of ${r.lifted.join(', ')}` : ''}\n`);
+    return 0;
+  }
+  if (sub === 'remove') {
+    const r = (await client.call('DELETE', `/api/allow/${encodeURIComponent(cidr!)}`)) as { cidr: string; removed: boolean };
+    out(o, r, r.removed ? `removed ${r.cidr} from the allowlist\n` : `${r.cidr} was not on the runtime allowlist\n`);
+    return 0;
+  }
+  const r = (await client.call('GET', '/api/allow')) as { entries: Array<Record<string, unknown>>; static: string[] };
+  if (o.json) {
+    out(o, r, '');
+    return 0;
+  }
+  const lines = r.entries.length === 0 ? ['no runtime entries'] : r.entries.map((e) => `${String(e.cidr).padEnd(24)} ${e.until ? `until ${localTime(e.until)} (${timeLeft(Number(e.remainingSeconds))} left)` : 'until removed'}  since ${localTime(e.since)}  ${String(e.reason)}`);
+  lines.push(`static (config: jail.ignoreip, trustedProxies, upstreams): ${r.static.join(', ') || 'none'}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
 }

@@ -13,7 +13,7 @@ function bash(): string {
   const cases = Object.keys(COMMANDS)
     .map((n) => {
       const c = COMMANDS[n]!;
-      const words = c.completes === 'command' ? names : c.completes === 'shell' ? 'bash zsh' : '';
+      const words = c.completes === 'command' ? names : c.completes === 'shell' ? 'bash zsh' : c.completes === 'allow' ? 'add remove list' : '';
       const files = c.completes === 'file' ? ' COMPREPLY+=( $(compgen -f -- "$cur") );' : '';
       return `    ${n}) COMPREPLY=( $(compgen -W "${optionsOf(n)} ${words}" -- "$cur") );${files} ;;`;
     })
@@ -48,7 +48,7 @@ function zsh(): string {
   const cases = Object.keys(COMMANDS)
     .map((n) => {
       const c = COMMANDS[n]!;
-      const extra = c.completes === 'file' ? ' _files' : c.completes === 'command' ? ` compadd ${Object.keys(COMMANDS).join(' ')}` : c.completes === 'shell' ? ' compadd bash zsh' : '';
+      const extra = c.completes === 'file' ? ' _files' : c.completes === 'command' ? ` compadd ${Object.keys(COMMANDS).join(' ')}` : c.completes === 'shell' ? ' compadd bash zsh' : c.completes === 'allow' ? ' compadd add remove list' : '';
       return `    ${n}) compadd -- ${optionsOf(n)};${extra} ;;`;
     })
     .join('\n');

@@ -12,7 +12,7 @@ export interface CommandHelp {
   /** Extra lines shown by `help COMMAND`. */
   readonly details?: readonly string[];
   /** What the positional arguments complete to (shell completion). */
-  readonly completes?: 'file' | 'command' | 'shell';
+  readonly completes?: 'file' | 'command' | 'shell' | 'allow';
 }
 
 const API = ['--config', '--api', '--json'] as const;
@@ -48,6 +48,18 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       'an address inside a banned network is not unbanned by default: the command names the network',
       'and exits 4; --split lifts the network ban and bans the rest of it again, leaving the address out',
     ],
+  },
+  allow: {
+    synopsis: 'allow add|remove|list [CIDR] [--for D] [--reason TEXT] [--force]',
+    summary: 'the runtime allowlist: never counted or banned, on every instance (jail.ignoreip stays the static part)',
+    options: [...API, '--for', '--reason', '--force'],
+    details: [
+      'allow add CIDR [--for 30d] [--reason "office"]   also lifts the bans inside CIDR',
+      'allow remove CIDR',
+      'allow list                                        runtime entries, then the static ones from the config',
+      '--force       needed for a network wider than /16 (IPv4) or /32 (IPv6)',
+    ],
+    completes: 'allow',
   },
   reload: { synopsis: 'reload', summary: 're-read the config file in the running gatekeeper (like SIGHUP)', options: [...API] },
   'test-log': {

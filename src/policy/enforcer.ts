@@ -72,6 +72,7 @@ export class Enforcer {
    * store write completes, and so repeated checks cost no Redis round trip.
    */
   private readonly knownGoodLocal = new Map<string, number>();
+  private runtimeAllow = new CidrSet([]);
 
   constructor(
     private config: Config,
@@ -112,12 +113,23 @@ export class Enforcer {
   }
 
   isIgnored(ip: string): boolean {
-    return this.sets.ignored.has(ip);
+    return this.sets.ignored.has(ip) || (this.runtimeAllow.size > 0 && this.runtimeAllow.has(ip));
   }
 
-  /** The ban that applies to this (normalised) address, if any. */
+  /** The static allowlist: jail.ignoreip, trustedProxies and the upstreams. */
+  staticAllow(): string[] {
+    return this.sets.ignored.toJSON();
+  }
+
+  /** The runtime allowlist (`gatekeeper allow`), replaced whenever any instance changes it. */
+  setRuntimeAllow(cidrs: readonly string[]): void {
+    this.runtimeAllow = new CidrSet(cidrs);
+  }
+
+  /** The ban that applies to this (normalised) address, if any; none for an allowlisted one. */
   bannedNow(ip: string): Ban | undefined {
-    return this.cache.lookup(ip, this.clock.now());
+    const ban = this.cache.lookup(ip, this.clock.now());
+    return ban && this.runtimeAllow.size > 0 && this.runtimeAllow.has(ip) ? undefined : ban;
   }
 
   static normalizeAccount(raw: string | undefined | null): string | undefined {
@@ -328,6 +340,9 @@ export class Enforcer {
   /** Validates a ban target and refuses protected addresses. Returns the canonical target. */
   checkTarget(target: string): string {
     const { cidr: c, key: canonical } = this.canonical(target);
+    if (this.runtimeAllow.overlaps(c)) {
+      throw new GatekeeperError('GK_ERR_PROTECTED_ADDRESS', `${c.text} overlaps the runtime allowlist (gatekeeper allow list) and is never banned`);
+    }
     if (this.sets.protected.overlaps(c)) {
       throw new GatekeeperError(
         'GK_ERR_PROTECTED_ADDRESS',

@@ -6,6 +6,7 @@ import { which } from '../helpers/binaries.js';
 import { startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
 import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
+import { startRedis } from '../helpers/redis-server.js';
 
 const json = { 'content-type': 'application/json' };
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -224,6 +225,65 @@ describe('honest health', () => {
       await closeAgents();
       await gk.stop();
       await zimbra.close();
+    }
+  });
+});
+
+const noRedis = which('redis-server') ? false : 'redis-server is not installed: apt-get install -y redis-server';
+if (noRedis && process.env.CI === 'true') throw new Error(`CI=true and ${noRedis}`);
+if (noRedis) process.stderr.write(`\n*** SKIPPED runtime allowlist test: ${noRedis} ***\n`);
+
+describe('runtime allowlist (gatekeeper allow), two instances sharing a real Redis', { skip: noRedis }, () => {
+  it('allow add lifts the bans inside, is applied on the other instance at once, never counts or bans, expires, and allow remove counts again', async () => {
+    const redis = await startRedis();
+    const zimbra = await startFakeZimbra();
+    const cfg = testConfig(zimbra.url, { redis: { url: redis.url } });
+    const a = await startGatekeeper(cfg);
+    const b = await startGatekeeper(cfg);
+    const apiA = ['--api', a.url('api', '')];
+    const apiB = ['--api', b.url('api', '')];
+    const fail = (gk: GatekeeperProcess, ip: string) => send(ip, gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('office@example.com', 'wrong') });
+    try {
+      assert.equal((await runCli(['ban', '127.0.8.7', ...apiA])).code, 0);
+      await waitFor(async () => (await send('127.0.8.7', b.url('web', '/x'))).status === 429, 5000, 'the ban reached B');
+
+      const add = await runCli(['allow', 'add', '127.0.8.0/24', '--reason', 'office', ...apiA]);
+      assert.equal(add.code, 0, add.stderr);
+      assert.match(add.stdout, /allowed 127\.0\.8\.0\/24 \(office\); lifted the bans of 127\.0\.8\.7/);
+      await waitFor(async () => (await send('127.0.8.7', b.url('web', '/x'))).status === 200, 5000, 'unbanned on B');
+
+      // On B: five wrong passwords from the office reach Zimbra (its own answers), never a 429.
+      for (let i = 0; i < 5; i++) assert.equal((await fail(b, '127.0.8.5')).status, 500, `attempt ${i + 1} answered by Zimbra`);
+      const st = JSON.parse((await runCli(['status', '127.0.8.5', '--json', ...apiB])).stdout) as { ignored: boolean; failures: number; banned: boolean };
+      assert.deepEqual([st.ignored, st.failures, st.banned], [true, 0, false]);
+      const refused = await runCli(['ban', '127.0.8.9', ...apiB]);
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /GK_ERR_PROTECTED_ADDRESS: 127\.0\.8\.9 overlaps the runtime allowlist/);
+
+      const list = await runCli(['allow', 'list', ...apiB]);
+      assert.match(list.stdout, /^127\.0\.8\.0\/24 +until removed .*office$/m);
+      assert.match(list.stdout, /static \(config: .*\): 127\.0\.0\.1/, 'the static part is shown too');
+      assert.equal((await runCli(['allow', 'add', '127.0.0.0/4', ...apiA])).code, 2, 'host bits refused');
+      assert.equal((await runCli(['allow', 'add', '10.0.0.0/8', ...apiA])).code, 2, 'wider than /16 needs --force');
+      assert.equal((await runCli(['allow', 'frob', ...apiA])).code, 2);
+
+      // A timed entry stops counting as allowlisted when its time is up.
+      assert.equal((await runCli(['allow', 'add', '127.0.9.1', '--for', '1s', ...apiA])).code, 0);
+      await waitFor(async () => (JSON.parse((await runCli(['status', '127.0.9.1', '--json', ...apiB])).stdout) as { ignored: boolean }).ignored, 5000, 'allowlisted on B');
+      await waitFor(async () => !(JSON.parse((await runCli(['status', '127.0.9.1', '--json', ...apiB])).stdout) as { ignored: boolean }).ignored, 10_000, 'expired on B');
+
+      const rm = await runCli(['allow', 'remove', '127.0.8.0/24', ...apiB]);
+      assert.equal(rm.code, 0);
+      assert.match(rm.stdout, /removed 127\.0\.8\.0\/24 from the allowlist/);
+      await waitFor(async () => !(JSON.parse((await runCli(['status', '127.0.8.5', '--json', ...apiA])).stdout) as { ignored: boolean }).ignored, 5000, 'removed on A');
+      for (let i = 0; i < 3; i++) await fail(a, '127.0.8.5');
+      await waitFor(async () => (await send('127.0.8.5', b.url('web', '/x'))).status === 429, 5000, 'counted and banned again');
+    } finally {
+      await closeAgents();
+      await a.stop();
+      await b.stop();
+      await zimbra.close();
+      await redis.stop();
     }
   });
 });
