@@ -31,8 +31,8 @@ button{font:inherit;padding:3px 10px;cursor:pointer;border:1px solid #8c959f;bor
 button.danger{border-color:#cf222e;color:#cf222e}
 input,select{font:inherit;padding:3px 6px;max-width:100%}
 .filters,.banform{display:flex;gap:6px;flex-wrap:wrap;margin-bottom:8px}.filters input{flex:1 1 12em}
-.banform input[name=ip]{flex:1 1 14em}.banform input[name=reason]{flex:2 1 14em}.banform input[name=duration]{width:6em}
-#formmsg{flex-basis:100%}#formmsg:empty{display:none}
+.banform input[name=ip],.banform input[name=cidr]{flex:1 1 14em}.banform input[name=reason]{flex:2 1 14em}.banform input[name=duration]{width:6em}
+#formmsg,#allowmsg{flex-basis:100%}#formmsg:empty,#allowmsg:empty{display:none}
 tr.ban{cursor:pointer}tr.detail td{background:#f6f8fa;color:#1d2430}
 #healthtable td:first-child{white-space:nowrap}
 #chart svg{width:100%;height:auto;display:block}
@@ -86,7 +86,7 @@ function renderBans(){const q=$('search').value.trim().toLowerCase(),svc=$('fser
   '<td>'+(writable?'<button class="danger unban" data-ip="'+esc(b.ip)+'">unban</button>':'')+'</td></tr>'+
   (open===b.ip?'<tr class="detail"><td colspan="7">ban #'+b.count+' of this address · source '+esc(b.source)+' · tier '+esc(b.tier)+' · until '+esc(local(b.until))+(b.note?' · '+esc(b.note):'')+'</td></tr>':'')).join('')||
   '<tr><td colspan="7">'+(bans.length?'no ban matches':'no active bans')+'</td></tr>';}
-async function refresh(){try{const [st,b]=await Promise.all([api('/api/status'),api('/api/bans')]);$('error').textContent='';
+async function refresh(){try{const [st,b,al]=await Promise.all([api('/api/status'),api('/api/bans'),api('/api/allow')]);$('error').textContent='';
  const h=st.health;writable=!!(st.access&&st.access.writable);
  document.body.dataset.access=writable?(token()?'write':'locked'):'read-only';
  $('state').textContent=h.status;$('state').className=h.status;$('mode').textContent='mode '+h.mode;
@@ -103,15 +103,24 @@ async function refresh(){try{const [st,b]=await Promise.all([api('/api/status'),
  bans=b.bans;const svcs=[...new Set(bans.map((x)=>x.service))].sort();const cur=$('fservice').value;
  $('fservice').innerHTML='<option value="">all services</option>'+svcs.map((s)=>'<option'+(s===cur?' selected':'')+'>'+esc(s)+'</option>').join('');
  renderBans();
+ $('allow').innerHTML=al.entries.map((x)=>'<tr><td data-label="network"><span><b>'+esc(x.cidr)+'</b></span></td><td data-label="reason"><span>'+esc(x.reason)+'</span></td><td data-label="until"><span>'+(x.until?esc(local(x.until))+' ('+esc(left(x.remainingSeconds))+' left)':'until removed')+'</span></td><td>'+(writable?'<button class="danger disallow" data-cidr="'+esc(x.cidr)+'">remove</button>':'')+'</td></tr>').join('')||'<tr><td colspan="4">no runtime entries</td></tr>';
+ $('allowstatic').textContent=al.static.join(', ')||'none';
  $('topips').innerHTML=st.activity.topAddresses.map((x)=>'<tr><td>'+esc(x.ip)+'</td><td>'+x.failures+'</td></tr>').join('')||'<tr><td>none</td></tr>';
  $('topaccounts').innerHTML=st.activity.topAccounts.map((x)=>'<tr><td>'+esc(x.account)+'</td><td>'+x.failures+'</td></tr>').join('')||'<tr><td>none</td></tr>';
- $('banform').hidden=!writable||!token();$('login').hidden=!writable;$('readonly').hidden=writable;
+ $('banform').hidden=!writable||!token();$('allowform').hidden=!writable||!token();$('login').hidden=!writable;$('readonly').hidden=writable;
  document.body.dataset.loaded='1';}
- catch(e){$('error').textContent=e.status===401?'This gatekeeper has an API token: enter it above to see and change bans.':e.message;$('login').hidden=false;$('banform').hidden=true;document.body.dataset.loaded='error';}}
-$('bans').addEventListener('click',(e)=>{const t=e.target;if(t.classList.contains('unban')){$('confirmip').textContent=t.dataset.ip;$('confirm').returnValue='';$('confirm').showModal();return;}
+ catch(e){$('error').textContent=e.status===401?'This gatekeeper has an API token: enter it above to see and change bans.':e.message;$('login').hidden=false;$('banform').hidden=true;$('allowform').hidden=true;document.body.dataset.loaded='error';}}
+let pending=null;
+function ask(what,target,where,button,path){pending=path;$('confirmwhat').textContent=what;$('confirmip').textContent=target;$('confirmwhere').textContent=where;$('confirmyes').textContent=button;$('confirm').returnValue='';$('confirm').showModal();}
+$('bans').addEventListener('click',(e)=>{const t=e.target;if(t.classList.contains('unban')){ask('Lift the ban of',t.dataset.ip,' on every instance and in the firewall','Unban','/api/bans/'+encodeURIComponent(t.dataset.ip));return;}
  const row=t.closest('tr.ban');if(row){open=open===row.dataset.ip?null:row.dataset.ip;renderBans();}});
-$('confirm').addEventListener('close',async()=>{if($('confirm').returnValue!=='yes')return;const ip=$('confirmip').textContent;
- try{await api('/api/bans/'+encodeURIComponent(ip),{method:'DELETE'});$('error').textContent='';}catch(err){$('error').textContent=err.message;}refresh();});
+$('confirm').addEventListener('close',async()=>{if($('confirm').returnValue!=='yes'||!pending)return;const path=pending;pending=null;
+ try{await api(path,{method:'DELETE'});$('error').textContent='';}catch(err){$('error').textContent=err.message;}refresh();});
+$('allow').addEventListener('click',(e)=>{const t=e.target;if(t.classList.contains('disallow'))ask('Remove',t.dataset.cidr,' from the allowlist (it is counted and banned again)','Remove','/api/allow/'+encodeURIComponent(t.dataset.cidr));});
+$('allowform').addEventListener('submit',async(e)=>{e.preventDefault();const f=e.target;$('allowmsg').textContent='';
+ const body={cidr:f.cidr.value.trim(),reason:f.reason.value.trim()||undefined,duration:f.duration.value.trim()||undefined,force:f.force.checked||undefined};
+ try{const r=await api('/api/allow',{method:'POST',body:JSON.stringify(body)});$('allowmsg').className='ok';$('allowmsg').textContent='allowed '+r.entry.cidr+(r.lifted.length?'; lifted '+r.lifted.length+' ban(s)':'');f.reset();}
+ catch(err){$('allowmsg').className='bad';$('allowmsg').textContent=err.message;}refresh();});
 $('banform').addEventListener('submit',async(e)=>{e.preventDefault();const f=e.target;$('formmsg').textContent='';
  const body={ip:f.ip.value.trim(),reason:f.reason.value.trim()||undefined,duration:f.duration.value.trim()||undefined,force:f.force.checked||undefined};
  try{const r=await api('/api/bans',{method:'POST',body:JSON.stringify(body)});$('formmsg').className='ok';$('formmsg').textContent='banned '+r.ban.ip+' until '+local(r.ban.until);f.reset();}
@@ -145,6 +154,11 @@ export const STATUS_PAGE = `<!doctype html>
 <select id="fservice" aria-label="service"><option value="">all services</option></select>
 <select id="ftier" aria-label="tier"><option value="">all tiers</option><option>proxy</option><option>firewall</option></select></div>
 <table class="stack"><thead><tr><th>address</th><th>service</th><th>rule</th><th>reason</th><th>since</th><th>time left</th><th></th></tr></thead><tbody id="bans"></tbody></table></section>
+<section><h2>Allowlist: never counted, never banned</h2>
+<form id="allowform" class="banform" hidden><input name="cidr" required placeholder="address or network" aria-label="address or network to allow"><input name="duration" placeholder="forever" aria-label="duration">
+<input name="reason" placeholder="reason (office, monitoring)" aria-label="reason"><label><input type="checkbox" name="force"> wider than /16</label><button type="submit">Allow</button><span id="allowmsg"></span></form>
+<table class="stack"><thead><tr><th>network</th><th>reason</th><th>until</th><th></th></tr></thead><tbody id="allow"></tbody></table>
+<p class="muted">From the config (jail.ignoreip, trustedProxies, upstreams): <span id="allowstatic"></span></p></section>
 <section><h2>Failed logins per service, last 24 hours</h2><div id="chart"></div><div class="legend" id="legend"></div></section>
 <div class="two">
 <section><h2>Top offending addresses (24 h)</h2><table><tbody id="topips"></tbody></table></section>
@@ -152,7 +166,7 @@ export const STATUS_PAGE = `<!doctype html>
 <section><h2>Health</h2><table><tbody id="healthtable"></tbody></table></section>
 </div>
 </main>
-<dialog id="confirm"><form method="dialog"><p>Lift the ban of <b id="confirmip"></b> on every instance and in the firewall?</p>
+<dialog id="confirm"><form method="dialog"><p><span id="confirmwhat"></span> <b id="confirmip"></b><span id="confirmwhere"></span>?</p>
 <button value="cancel">Cancel</button> <button value="yes" class="danger" id="confirmyes">Unban</button></form></dialog>
 <script>${SCRIPT}</script></body></html>
 `;

@@ -118,7 +118,7 @@ export class Enforcer {
 
   /** The static allowlist: jail.ignoreip, trustedProxies and the upstreams. */
   staticAllow(): string[] {
-    return this.sets.ignored.toJSON();
+    return [...new Set(this.sets.ignored.toJSON())];
   }
 
   /** The runtime allowlist (`gatekeeper allow`), replaced whenever any instance changes it. */

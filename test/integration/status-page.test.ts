@@ -132,6 +132,20 @@ describe('status page in Chromium', { skip }, () => {
       await waitFor(async () => (await send('127.0.0.23', gk.url('web', '/x'))).status === 200, 5000, 'unbanned from the page');
       await page.waitForSelector('#bans tr[data-ip="127.0.0.23"]', { state: 'detached' });
 
+      // The allowlist: added from the page (lifting the ban inside it), removed after a confirmation.
+      await page.fill('#allowform input[name=cidr]', '127.0.7.0/24');
+      await page.fill('#allowform input[name=reason]', 'office');
+      await page.click('#allowform button[type=submit]');
+      await waitFor(async () => /allowed 127\.0\.7\.0\/24; lifted 1 ban/.test((await page.textContent('#allowmsg')) ?? ''), 5000, 'allowed from the page');
+      await page.waitForSelector('#allow button.disallow[data-cidr="127.0.7.0/24"]');
+      assert.equal((await send('127.0.7.10', gk.url('web', '/x'))).status, 200, 'the office is served');
+      assert.match((await page.textContent('#allowstatic')) ?? '', /127\.0\.0\.1/);
+      await page.click('#allow button.disallow[data-cidr="127.0.7.0/24"]');
+      assert.equal(await page.textContent('#confirmip'), '127.0.7.0/24');
+      await page.click('#confirmyes');
+      await page.waitForSelector('#allow button.disallow[data-cidr="127.0.7.0/24"]', { state: 'detached' });
+      assert.match((await runCli(['allow', 'list', ...api], env)).stdout, /no runtime entries/);
+
       // Favicon: served, no 404 on the page.
       const icon = await send('127.0.0.1', gk.url('api', '/favicon.ico'));
       assert.equal(icon.status, 200);
@@ -176,6 +190,11 @@ describe('status page in Chromium', { skip }, () => {
       await page.waitForSelector('#bans tr[data-ip="127.0.0.26"]');
       assert.equal(await page.locator('#bans button.unban').count(), 0, 'no unban buttons');
       assert.ok(await page.locator('#banform').isHidden(), 'no ban form');
+      assert.ok(await page.locator('#allowform').isHidden(), 'no allowlist form');
+      assert.equal((await runCli(['allow', 'add', '127.0.0.29', ...api])).code, 0);
+      await page.reload();
+      await page.waitForSelector('#allow tr td[data-label="network"]');
+      assert.equal(await page.locator('#allow button.disallow').count(), 0, 'no remove buttons');
       assert.ok(await page.locator('#login').isHidden(), 'no token field that would "unlock" anything');
       assert.ok(await page.locator('#readonly').isVisible());
       // Even a hand-made request from the page (any site could make it) is refused.
