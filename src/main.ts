@@ -8,7 +8,7 @@ import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
 import { loadConfig, maskRedisUrl, type LoadedConfig } from './config/load.js';
 import { isGatekeeperError } from './errors.js';
-import { Activity } from './obs/activity.js';
+import { EvidenceActivity } from './obs/evidence.js';
 import { Notifier } from './obs/notifier.js';
 import type { Config } from './config/schema.js';
 import { CidrSet, normalizeIp } from './net/ip.js';
@@ -32,6 +32,8 @@ import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 import { MemoryAllowlist, type AllowlistStore } from './store/allowlist.js';
 import { RedisAllowlist } from './store/redis-allowlist.js';
+import { MemoryHistory, type HistoryStore } from './store/history.js';
+import { RedisHistory } from './store/redis-history.js';
 
 /*
  * Composition root: the only file that picks concrete implementations (memory or Redis store,
@@ -65,7 +67,7 @@ function openFilesLimit(): number | null {
 }
 
 /** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
-const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies'] as const;
+const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies', 'history'] as const;
 
 function addressSets(config: Config, upstreams: readonly string[]): { trusted: CidrSet; ignored: CidrSet; protected: CidrSet } {
   const trusted = new CidrSet(config.trustedProxies);
@@ -163,9 +165,17 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
   let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
-  const activity = new Activity(clock);
+  // The Activity the enforcer reports failures to, keeping the last few per address as ban evidence.
+  const activity = new EvidenceActivity(clock, config.jail.ipv6Prefix);
   let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
+
+  // Bans and unbans with their evidence (`gatekeeper history`, `gatekeeper why`), shared like the bans.
+  const historyLimits = { keepSeconds: config.history.keep, maxEvents: config.history.maxEvents };
+  const history: HistoryStore = config.redis
+    ? new RedisHistory(connectRedis(config.redis.url, config.redis.connectTimeout * 1000), config.redis.keyPrefix, clock, historyLimits)
+    : new MemoryHistory(clock, historyLimits);
+  enforcer.setHistory(history, (key) => activity.evidenceOf(key));
 
   // The runtime allowlist (`gatekeeper allow`): shared through the store, applied live on every instance.
   const allowlist: AllowlistStore = config.redis
@@ -438,7 +448,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   const apiCfg = config.listen.api;
   if (apiCfg) {
-    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now(), allow: { allowlist, allowChanged } }));
+    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now(), allow: { allowlist, allowChanged }, history: { history, evidence: (key) => activity.evidenceOf(key) } }));
     const started = await listen(server, apiCfg, 'api');
     ports.api = started.port;
     servers.push({ server });
@@ -466,6 +476,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       await probeAgent.close().catch(() => undefined);
       clearTimeout(allowExpiry);
       await allowlist.close();
+      await history.close();
       await store.close();
     },
   };

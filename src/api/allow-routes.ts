@@ -55,7 +55,7 @@ export async function addAllow(d: AllowDeps, body: Record<string, unknown>): Pro
   for (const ban of d.enforcer.cache.list(now)) {
     const b = parseCidr(ban.target);
     if (b && cidrCovers(c, b)) {
-      await d.enforcer.unban(ban.target);
+      await d.enforcer.unban(ban.target, `allowlist (${c.text})`);
       lifted.push(ban.target);
     }
   }

@@ -6,6 +6,7 @@ import { cidrCovers, normalizeIp, parseCidr } from '../net/ip.js';
 import { carveOut } from '../policy/range-split.js';
 import { checkTypedTarget } from './ban-target.js';
 import { addAllow, listAllow, removeAllow, type AllowDeps } from './allow-routes.js';
+import { listHistory, requester, why, type HistoryDeps } from './history-routes.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
@@ -27,6 +28,8 @@ export interface ControlApiDeps {
   readonly now: () => number;
   /** The runtime allowlist (`/api/allow`); absent: those routes answer 404. */
   readonly allow?: Omit<AllowDeps, 'enforcer' | 'now'>;
+  /** Ban history and evidence (`/api/history`, `/api/why`); absent: those routes answer 404. */
+  readonly history?: Omit<HistoryDeps, 'enforcer' | 'now'>;
 }
 
 /** A bulk ban of ~60,000 IPv4 addresses (an imported block list) fits; the API is loopback or token-only. */
@@ -165,7 +168,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         const results = await Promise.allSettled(
           ips.map(async (ip) => {
             checkTypedTarget(String(ip), { force, limitWidth: true });
-            return d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note });
+            return d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note, by: requester(req) });
           }),
         );
         const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [{ ip: String(ips[i]), error: (r.reason as Error).message }] : []));
@@ -176,12 +179,12 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       checkTypedTarget(ip, { force: body.force === true, limitWidth: true });
       const seconds = durationOf(body);
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
-      const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
+      const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason, by: requester(req) });
       send(res, 201, { ban: banView(ban, d.now()) });
       return;
     }
     if (path === '/api/bans' && method === 'DELETE') {
-      const removed = await d.enforcer.unbanAll();
+      const removed = await d.enforcer.unbanAll(requester(req));
       send(res, 200, { removed });
       return;
     }
@@ -196,7 +199,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       const cover = d.enforcer.cache.get(hole.text, now) ? undefined : d.enforcer.cache.list(now).find((b) => b.target !== hole.text && cidrCovers(parseCidr(b.target)!, hole));
       if (cover && url.searchParams.get('split') === '1') {
         const parts = carveOut(parseCidr(cover.target)!, hole);
-        await d.enforcer.replaceRangeBan(cover, parts);
+        await d.enforcer.replaceRangeBan(cover, parts, hole.text, requester(req));
         send(res, 200, { ip: target, removed: true, split: { range: cover.target, rebanned: parts } });
         return;
       }
@@ -207,7 +210,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
             `Lift the network (unban ${cover.target}) or carve this address out of it (unban ${typed.text} --split)`,
         );
       }
-      const removed = await d.enforcer.unban(target);
+      const removed = await d.enforcer.unban(target, requester(req));
       send(res, 200, { ip: target, removed });
       return;
     }
@@ -226,6 +229,11 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         send(res, 200, await removeAllow(deps, decodeURIComponent(m[1]!)));
         return;
       }
+    }
+    if (d.history && method === 'GET' && (path === '/api/history' || path.startsWith('/api/why/'))) {
+      const deps: HistoryDeps = { ...d.history, enforcer: d.enforcer, now: d.now };
+      send(res, 200, path === '/api/history' ? await listHistory(deps, url.searchParams) : await why(deps, decodeURIComponent(path.slice('/api/why/'.length))));
+      return;
     }
     if (path === '/api/reload' && method === 'POST') {
       const r = await d.reload();

@@ -33,7 +33,7 @@ input,select{font:inherit;padding:3px 6px;max-width:100%}
 .filters,.banform{display:flex;gap:6px;flex-wrap:wrap;margin-bottom:8px}.filters input{flex:1 1 12em}
 .banform input[name=ip],.banform input[name=cidr]{flex:1 1 14em}.banform input[name=reason]{flex:2 1 14em}.banform input[name=duration]{width:6em}
 #formmsg,#allowmsg{flex-basis:100%}#formmsg:empty,#allowmsg:empty{display:none}
-tr.ban{cursor:pointer}tr.detail td{background:#f6f8fa;color:#1d2430}
+tr.ban{cursor:pointer}tr.detail td{background:#f6f8fa;color:#1d2430}.evidence ul{margin:4px 0;padding-left:18px}
 #healthtable td:first-child{white-space:nowrap}
 #chart svg{width:100%;height:auto;display:block}
 .legend span{display:inline-block;margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
@@ -53,7 +53,7 @@ const COLORS=['#0969da','#cf222e','#1a7f37','#bf8700','#8250df','#57606a','#e16f
 const $=(id)=>document.getElementById(id);
 const esc=(s)=>String(s).replace(/[&<>"']/g,(c)=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'})[c]);
 const token=()=>sessionStorage.getItem('gkToken')||'';
-let bans=[],writable=false,open=null;
+let bans=[],writable=false,open=null,whyDoc=null;
 async function api(path,opts={}){const h=token()?{authorization:'Bearer '+token()}:{};
  const r=await fetch(path,{...opts,headers:{...h,...(opts.body?{'content-type':'application/json'}:{}),...(opts.headers||{})}});
  const body=await r.json().catch(()=>({}));
@@ -84,8 +84,12 @@ function renderBans(){const q=$('search').value.trim().toLowerCase(),svc=$('fser
  $('bans').innerHTML=shown.map((b)=>'<tr class="ban" data-ip="'+esc(b.ip)+'">'+cell('address','<b>'+esc(b.ip)+'</b>')+cell('service',esc(b.service))+cell('rule',esc(b.reason))+cell('reason',esc(b.note||''))+
   cell('since',esc(local(b.since)))+cell('time left',esc(left(b.remainingSeconds))+' <span class="muted">('+esc(b.tier)+(b.shadow?', shadow':'')+')</span>')+
   '<td>'+(writable?'<button class="danger unban" data-ip="'+esc(b.ip)+'">unban</button>':'')+'</td></tr>'+
-  (open===b.ip?'<tr class="detail"><td colspan="7">ban #'+b.count+' of this address · source '+esc(b.source)+' · tier '+esc(b.tier)+' · until '+esc(local(b.until))+(b.note?' · '+esc(b.note):'')+'</td></tr>':'')).join('')||
+  (open===b.ip?'<tr class="detail"><td colspan="7">ban #'+b.count+' of this address · source '+esc(b.source)+' · tier '+esc(b.tier)+' · until '+esc(local(b.until))+(b.note?' · '+esc(b.note):'')+evidence(b.ip)+'</td></tr>':'')).join('')||
   '<tr><td colspan="7">'+(bans.length?'no ban matches':'no active bans')+'</td></tr>';}
+function evidence(ip){if(!whyDoc||whyDoc.for!==ip)return '<div class="muted">loading the evidence…</div>';const w=whyDoc.doc;
+ const ev=(w.evidence||[]).map((e)=>'<li>'+esc(local(e.at))+' · '+esc(e.service)+' · '+esc(e.account||'(no account)')+' · '+e.failures+' failure(s)</li>').join('');
+ return '<div class="evidence">made by '+esc(w.madeBy||(w.ban&&w.ban.source)||'?')+(ev?'; the failed logins counted before the ban:<ul>'+ev+'</ul>':'; no failed logins kept (a manual ban, or made before history was kept)')+'</div>';}
+async function loadWhy(ip){try{const doc=await api('/api/why/'+encodeURIComponent(ip));whyDoc={for:ip,doc};}catch(e){whyDoc={for:ip,doc:{evidence:[],madeBy:'? ('+e.message+')'}};}if(open===ip)renderBans();}
 async function refresh(){try{const [st,b,al]=await Promise.all([api('/api/status'),api('/api/bans'),api('/api/allow')]);$('error').textContent='';
  const h=st.health;writable=!!(st.access&&st.access.writable);
  document.body.dataset.access=writable?(token()?'write':'locked'):'read-only';
@@ -113,7 +117,7 @@ async function refresh(){try{const [st,b,al]=await Promise.all([api('/api/status
 let pending=null;
 function ask(what,target,where,button,path){pending=path;$('confirmwhat').textContent=what;$('confirmip').textContent=target;$('confirmwhere').textContent=where;$('confirmyes').textContent=button;$('confirm').returnValue='';$('confirm').showModal();}
 $('bans').addEventListener('click',(e)=>{const t=e.target;if(t.classList.contains('unban')){ask('Lift the ban of',t.dataset.ip,' on every instance and in the firewall','Unban','/api/bans/'+encodeURIComponent(t.dataset.ip));return;}
- const row=t.closest('tr.ban');if(row){open=open===row.dataset.ip?null:row.dataset.ip;renderBans();}});
+ const row=t.closest('tr.ban');if(row){open=open===row.dataset.ip?null:row.dataset.ip;renderBans();if(open)loadWhy(open);}});
 $('confirm').addEventListener('close',async()=>{if($('confirm').returnValue!=='yes'||!pending)return;const path=pending;pending=null;
  try{await api(path,{method:'DELETE'});$('error').textContent='';}catch(err){$('error').textContent=err.message;}refresh();});
 $('allow').addEventListener('click',(e)=>{const t=e.target;if(t.classList.contains('disallow'))ask('Remove',t.dataset.cidr,' from the allowlist (it is counted and banned again)','Remove','/api/allow/'+encodeURIComponent(t.dataset.cidr));});

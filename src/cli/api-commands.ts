@@ -2,6 +2,7 @@ import { parseDurationSeconds } from '../config/duration.js';
 import { GatekeeperError } from '../errors.js';
 import { ApiClient } from './api-client.js';
 import { localTime, printBans, printStatus, timeLeft } from './format.js';
+import { printHistory, printWhy } from './format-history.js';
 
 /** The options the API commands read (parsed by main.ts). */
 export interface ApiCommandOptions {
@@ -17,6 +18,7 @@ export interface ApiCommandOptions {
   readonly rule?: string | undefined;
   readonly tier?: string | undefined;
   readonly since?: string | undefined;
+  readonly limit?: string | undefined;
 }
 
 function out(o: ApiCommandOptions, doc: unknown, text: string): void {
@@ -30,7 +32,7 @@ function checkDuration(name: string, value: string | undefined): void {
   if (s === null || s <= 0) throw new GatekeeperError('GK_ERR_USAGE', `--${name} ${JSON.stringify(value)} is not a duration (90s, 30m, 24h, 7d)`);
 }
 
-export const API_COMMANDS = new Set(['status', 'list', 'ban', 'unban', 'reload', 'allow']);
+export const API_COMMANDS = new Set(['status', 'list', 'ban', 'unban', 'reload', 'allow', 'why', 'history']);
 
 export async function runApiCommand(command: string, args: readonly string[], o: ApiCommandOptions): Promise<number> {
   if (command === 'ban') {
@@ -45,7 +47,9 @@ export async function runApiCommand(command: string, args: readonly string[], o:
     checkDuration('for', o.for);
   }
   if (command === 'unban' && !o.all && !args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'unban needs an address or --all');
-  if (command === 'list') {
+  if (command === 'why' && !args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'why needs an address: gatekeeper why IP');
+  if (command === 'history' && o.limit !== undefined && !/^\d{1,5}$/.test(o.limit)) throw new GatekeeperError('GK_ERR_USAGE', `--limit ${JSON.stringify(o.limit)} is not a number`);
+  if (command === 'list' || command === 'history') {
     if (o.tier !== undefined && o.tier !== 'proxy' && o.tier !== 'firewall') throw new GatekeeperError('GK_ERR_USAGE', `--tier ${JSON.stringify(o.tier)} is not proxy or firewall`);
     if (o.since !== undefined && parseDurationSeconds(o.since) === null && Number.isNaN(Date.parse(o.since))) {
       throw new GatekeeperError('GK_ERR_USAGE', `--since ${JSON.stringify(o.since)} is neither a duration (30m, 24h, 7d) nor a time (2026-11-27T08:00:00Z)`);
@@ -55,6 +59,22 @@ export async function runApiCommand(command: string, args: readonly string[], o:
   switch (command) {
     case 'allow':
       return allowCommand(client, args, o);
+    case 'why': {
+      const r = (await client.call('GET', `/api/why/${encodeURIComponent(args[0]!)}`)) as Record<string, unknown>;
+      if (o.json) out(o, r, '');
+      else printWhy(r);
+      return 0;
+    }
+    case 'history': {
+      const q = new URLSearchParams();
+      if (args[0]) q.set('ip', args[0]);
+      if (o.since !== undefined) q.set('since', o.since);
+      if (o.limit !== undefined) q.set('limit', o.limit);
+      const r = (await client.call('GET', `/api/history${q.size ? `?${q}` : ''}`)) as { events: Array<Record<string, unknown>> };
+      if (o.json) out(o, r, '');
+      else printHistory(r.events);
+      return 0;
+    }
     case 'reload': {
       const r = (await client.call('POST', '/api/reload')) as { ok: boolean; restartNeeded: string[] };
       out(o, r, `reloaded${r.restartNeeded.length ? `; these changes need a restart: ${r.restartNeeded.join(', ')}` : ''}\n`);

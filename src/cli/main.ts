@@ -100,6 +100,7 @@ export async function main(argv: string[]): Promise<number> {
         rule: { type: 'string' },
         tier: { type: 'string' },
         since: { type: 'string' },
+        limit: { type: 'string' },
         type: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },

@@ -31,6 +31,16 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     options: [...API, '--service', '--rule', '--tier', '--since'],
     details: ['--since D     bans made within the last D (90s, 30m, 24h, 7d) or since an ISO time'],
   },
+  why: {
+    synopsis: 'why IP [--json]',
+    summary: 'why an address is refused: its ban (or the network ban covering it), who made it, the failures it was made from, its history',
+    options: [...API],
+  },
+  history: {
+    synopsis: 'history [IP] [--since D] [--limit N] [--json]',
+    summary: 'bans and unbans, newest first: when, what, who or which rule made them, until, reason, evidence (kept for history.keep)',
+    options: [...API, '--since', '--limit'],
+  },
   ban: {
     synopsis: 'ban IP|CIDR [--for 24h] [--reason TEXT] [--force]',
     summary: 'ban by hand (IPv4, IPv6 or a network)',

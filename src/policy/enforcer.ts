@@ -9,6 +9,7 @@ import type { Activity } from '../obs/activity.js';
 import type { Notifier } from '../obs/notifier.js';
 import type { Ban } from '../store/ban.js';
 import type { FailureCounter, Store } from '../store/store.js';
+import type { FailureEvidence, HistoryEvent, HistoryStore } from '../store/history.js';
 import { BanCache } from './ban-cache.js';
 import { decideBan } from './ban-policy.js';
 
@@ -42,6 +43,8 @@ export interface BanRequest {
   readonly source: 'proxy' | 'log' | 'manual';
   readonly seconds?: number | undefined;
   readonly note?: string | undefined;
+  /** Who asked, for the history (`manual (cli from 127.0.0.1)`); default: the source. */
+  readonly by?: string | undefined;
 }
 
 export interface AddressSets {
@@ -73,6 +76,8 @@ export class Enforcer {
    */
   private readonly knownGoodLocal = new Map<string, number>();
   private runtimeAllow = new CidrSet([]);
+  private history?: HistoryStore;
+  private evidenceOf?: (key: string) => FailureEvidence[];
 
   constructor(
     private config: Config,
@@ -99,6 +104,17 @@ export class Enforcer {
 
   setNotifier(n: Notifier | undefined): void {
     this.notifier = n;
+  }
+
+  /** Where bans and unbans are recorded (`gatekeeper history`), and the evidence a ban keeps. */
+  setHistory(history: HistoryStore, evidenceOf: (key: string) => FailureEvidence[]): void {
+    this.history = history;
+    this.evidenceOf = evidenceOf;
+  }
+
+  /** Best effort, off the request path: a history write never delays or fails a ban. */
+  private remember(event: HistoryEvent): void {
+    this.history?.append(event).catch((err: Error) => this.log.warn({ err: err.message, code: 'GK_ERR_STORE' }, 'could not record the ban history'));
   }
 
   /** Takes a reloaded config (jail, account, mode, address sets); bans and counts are kept. */
@@ -372,6 +388,21 @@ export class Enforcer {
     };
     this.cache.set(ban);
     await this.store.addBan(ban);
+    const evidence = this.evidenceOf?.(canonical) ?? [];
+    this.remember({
+      at: now,
+      action: 'ban',
+      target: canonical,
+      by: req.by ?? req.source,
+      rule: ban.reason,
+      service: ban.service,
+      tier: ban.tier,
+      until: ban.until,
+      count: ban.count,
+      ...(ban.note ? { note: ban.note } : {}),
+      ...(ban.shadow ? { shadow: true } : {}),
+      ...(evidence.length ? { evidence } : {}),
+    });
     this.metrics.bans.inc({ source: ban.source, tier: ban.tier });
     this.log.warn(
       { event: 'ban', ip: ban.target, rule: ban.reason, service: ban.service, count: ban.count, tier: ban.tier, until: new Date(ban.until).toISOString(), shadow: ban.shadow ?? false, note: ban.note },
@@ -391,13 +422,14 @@ export class Enforcer {
     return ban;
   }
 
-  async unban(target: string): Promise<boolean> {
+  async unban(target: string, by = 'manual'): Promise<boolean> {
     const canonical = this.canonical(target).key;
     const had = this.cache.get(canonical, this.clock.now()) !== undefined;
     this.cache.delete(canonical);
     const removed = await this.store.removeBan(canonical);
     await this.safe('unban', () => this.ipCounter.delete(canonical), undefined);
     this.log.warn({ event: 'unban', ip: canonical }, 'unbanned');
+    if (had || removed) this.remember({ at: this.clock.now(), action: 'unban', target: canonical, by });
     return had || removed;
   }
 
@@ -405,21 +437,23 @@ export class Enforcer {
    * `unban --split`: bans `parts` (the rest of the range) with the range ban's rule, tier and end,
    * then lifts the range ban: no moment where the rest of the range is unbanned.
    */
-  async replaceRangeBan(range: Ban, parts: readonly string[]): Promise<void> {
+  async replaceRangeBan(range: Ban, parts: readonly string[], hole: string, by = 'manual'): Promise<void> {
     for (const target of parts) {
       const ban: Ban = { ...range, target, note: `${range.note ? `${range.note}; ` : ''}split from ${range.target}` };
       this.cache.set(ban);
       await this.store.addBan(ban);
     }
     this.log.warn({ event: 'split', ip: range.target, parts: parts.length }, 'range ban split');
-    await this.unban(range.target);
+    this.remember({ at: this.clock.now(), action: 'split', target: range.target, by, note: `${hole} carved out: ${parts.length} networks banned again` });
+    await this.unban(range.target, by);
   }
 
-  async unbanAll(): Promise<number> {
+  async unbanAll(by = 'manual'): Promise<number> {
     const n = this.cache.size;
     this.cache.clear();
     const removed = await this.store.removeAllBans();
     this.log.warn({ event: 'unban-all', count: Math.max(n, removed) }, 'all bans lifted');
+    this.remember({ at: this.clock.now(), action: 'unban-all', target: '*', by, note: `${Math.max(n, removed)} ban(s) lifted` });
     return Math.max(n, removed);
   }
 

@@ -287,3 +287,62 @@ describe('runtime allowlist (gatekeeper allow), two instances sharing a real Red
     }
   });
 });
+
+describe('evidence and history (gatekeeper why, gatekeeper history), two instances sharing a real Redis', { skip: noRedis }, () => {
+  it('why names the rule, who made the ban and the failed logins it was made from, on the other instance too; history lists bans and unbans with who made them', async () => {
+    const redis = await startRedis();
+    const zimbra = await startFakeZimbra();
+    const cfg = testConfig(zimbra.url, { redis: { url: redis.url } });
+    const a = await startGatekeeper(cfg);
+    const b = await startGatekeeper(cfg);
+    const apiA = ['--api', a.url('api', '')];
+    const apiB = ['--api', b.url('api', '')];
+    try {
+      for (const account of ['alice@example.com', 'bob@example.com', 'carol@example.com']) {
+        await send('127.0.0.40', a.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth(account, 'wrong') });
+      }
+      await waitFor(async () => (await send('127.0.0.40', b.url('web', '/x'))).status === 429, 5000, 'banned on B');
+      type Why = { banned: boolean; madeBy: string; ban: { rule: string }; evidence: Array<{ service: string; account: string; failures: number }>; history: Array<{ action: string }> };
+      const w = await waitFor(async () => {
+        const r = JSON.parse((await runCli(['why', '127.0.0.40', '--json', ...apiB])).stdout) as Why;
+        return r.evidence.length ? r : null;
+      }, 5000, 'evidence shared through Redis');
+      assert.equal(w.banned, true);
+      assert.equal(w.ban.rule, 'soap.auth-failed');
+      assert.equal(w.madeBy, 'proxy');
+      assert.deepEqual(w.evidence.map((e) => [e.service, e.account, e.failures]), [['soap', 'alice@example.com', 1], ['soap', 'bob@example.com', 1], ['soap', 'carol@example.com', 1]]);
+      const text = await runCli(['why', '127.0.0.40', ...apiB]);
+      assert.equal(text.code, 0);
+      assert.match(text.stdout, /^rule: +soap\.auth-failed \(soap\), ban #1 of this address: 3 failures within 1800s$/m);
+      assert.match(text.stdout, /^made by: +proxy at /m);
+      assert.match(text.stdout, /evidence \(the failed logins counted before the ban\):\n.*soap +alice@example\.com +1 failure/);
+
+      assert.equal((await runCli(['unban', '127.0.0.40', ...apiB])).code, 0);
+      assert.equal((await runCli(['ban', '127.0.0.41', '--reason', 'ticket 7', ...apiA])).code, 0);
+      const h = await waitFor(async () => {
+        const r = JSON.parse((await runCli(['history', '127.0.0.40', '--json', ...apiA])).stdout) as { events: Array<{ action: string; by: string }> };
+        return r.events.length === 2 ? r : null;
+      }, 5000, 'ban and unban in the history');
+      assert.deepEqual(h.events.map((e) => [e.action, e.by]), [['unban', 'manual (cli from 127.0.0.1)'], ['ban', 'proxy']]);
+      const all = await runCli(['history', '--since', '1h', ...apiB]);
+      assert.match(all.stdout, /127\.0\.0\.41 +ban manual \(manual\), tier proxy, ban #1, until .*, ticket 7; by manual \(cli from 127\.0\.0\.1\)/);
+      assert.match(all.stdout, /127\.0\.0\.40 +ban soap\.auth-failed \(soap\).*3 failure\(s\) kept as evidence; by proxy/);
+      assert.equal((await runCli(['history', '--limit', 'many', ...apiB])).code, 2);
+
+      // An address inside a banned network: why names the network and the ban's own story.
+      assert.equal((await runCli(['ban', '127.0.6.0/24', '--reason', 'botnet', ...apiA])).code, 0);
+      const covered = await waitFor(async () => {
+        const r = JSON.parse((await runCli(['why', '127.0.6.9', '--json', ...apiB])).stdout) as { coveredBy: string | null; madeBy: string | null };
+        return r.madeBy ? r : null;
+      }, 5000, 'covered address explained');
+      assert.equal(covered.coveredBy, '127.0.6.0/24');
+      assert.equal(covered.madeBy, 'manual (cli from 127.0.0.1)');
+    } finally {
+      await closeAgents();
+      await a.stop();
+      await b.stop();
+      await zimbra.close();
+      await redis.stop();
+    }
+  });
+});

@@ -89,6 +89,9 @@ describe('status page in Chromium', { skip }, () => {
       assert.equal(await auto.locator('td[data-label="rule"]').textContent(), 'soap.auth-failed');
       await auto.locator('td[data-label="address"]').click();
       assert.match((await page.locator('#bans tr.detail').textContent()) ?? '', /ban #1 of this address · source proxy/);
+      // Evidence on click: who made the ban and the failed logins it was made from.
+      await waitFor(async () => /made by proxy; the failed logins counted before the ban:.*soap · target@example\.com · 1 failure/.test((await page.locator('#bans tr.detail').textContent()) ?? ''), 5000, 'evidence shown');
+      assert.equal(await page.locator('#bans tr.detail li').count(), 3);
 
       // Search and filters.
       await page.fill('#search', 'ticket 42');
