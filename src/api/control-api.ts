@@ -2,9 +2,9 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseDurationSeconds } from '../config/duration.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
-import { cidrCovers, normalizeIp, parseCidr } from '../net/ip.js';
-import { carveOut } from '../policy/range-split.js';
+import { normalizeIp, parseCidr } from '../net/ip.js';
 import { checkTypedTarget } from './ban-target.js';
+import { decodeSegment, unbanOne } from './unban-route.js';
 import { addAllow, listAllow, removeAllow, type AllowDeps } from './allow-routes.js';
 import { listHistory, requester, why, type HistoryDeps } from './history-routes.js';
 import type { Metrics } from '../obs/metrics.js';
@@ -190,28 +190,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     }
     const banMatch = /^\/api\/bans\/(.+)$/.exec(path);
     if (banMatch && method === 'DELETE') {
-      const target = decodeURIComponent(banMatch[1]!);
-      const typed = checkTypedTarget(target, { limitWidth: false });
-      const single = typed.prefix === (typed.family === 4 ? 32 : 128);
-      const hole = single ? parseCidr(d.enforcer.cache.clientKey(typed.text))! : typed;
-      // Not banned under this key but inside a banned network: unbanning "nothing" and answering
-      // "was not banned" would leave the address refused. Name the network; --split carves it out.
-      const cover = d.enforcer.cache.get(hole.text, now) ? undefined : d.enforcer.cache.list(now).find((b) => b.target !== hole.text && cidrCovers(parseCidr(b.target)!, hole));
-      if (cover && url.searchParams.get('split') === '1') {
-        const parts = carveOut(parseCidr(cover.target)!, hole);
-        await d.enforcer.replaceRangeBan(cover, parts, hole.text, requester(req));
-        send(res, 200, { ip: target, removed: true, split: { range: cover.target, rebanned: parts } });
-        return;
-      }
-      if (cover) {
-        throw new GatekeeperError(
-          'GK_ERR_RANGE_BANNED',
-          `${typed.text} is inside the banned network ${cover.target} (${cover.reason}, until ${new Date(cover.until).toISOString()}): nothing was lifted. ` +
-            `Lift the network (unban ${cover.target}) or carve this address out of it (unban ${typed.text} --split)`,
-        );
-      }
-      const removed = await d.enforcer.unban(target, requester(req));
-      send(res, 200, { ip: target, removed });
+      send(res, 200, await unbanOne(d.enforcer, decodeSegment(banMatch[1]!), url.searchParams.get('split') === '1', requester(req), now));
       return;
     }
     if (d.allow && path.startsWith('/api/allow')) {
@@ -226,13 +205,13 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       }
       const m = /^\/api\/allow\/(.+)$/.exec(path);
       if (m && method === 'DELETE') {
-        send(res, 200, await removeAllow(deps, decodeURIComponent(m[1]!)));
+        send(res, 200, await removeAllow(deps, decodeSegment(m[1]!)));
         return;
       }
     }
     if (d.history && method === 'GET' && (path === '/api/history' || path.startsWith('/api/why/'))) {
       const deps: HistoryDeps = { ...d.history, enforcer: d.enforcer, now: d.now };
-      send(res, 200, path === '/api/history' ? await listHistory(deps, url.searchParams) : await why(deps, decodeURIComponent(path.slice('/api/why/'.length))));
+      send(res, 200, path === '/api/history' ? await listHistory(deps, url.searchParams) : await why(deps, decodeSegment(path.slice('/api/why/'.length))));
       return;
     }
     if (path === '/api/reload' && method === 'POST') {
@@ -246,7 +225,7 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         send(res, 200, { ...(await overview(d, now)), access: { writable: !!expected } });
         return;
       }
-      const raw = decodeURIComponent(statusMatch[1]);
+      const raw = decodeSegment(statusMatch[1]);
       const ip = normalizeIp(raw);
       if (!ip && !parseCidr(raw)) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(raw)} is not an IP address`);
       const target = ip ?? parseCidr(raw)!.text;

@@ -106,7 +106,8 @@ export async function runApiCommand(command: string, args: readonly string[], o:
         out(o, r, `lifted ${r.removed} ban(s)\n`);
         return 0;
       }
-      const r = (await client.call('DELETE', `/api/bans/${encodeURIComponent(args[0]!)}${o.split ? '?split=1' : ''}`)) as { removed: boolean; split?: { range: string; rebanned: string[] } };
+      const r = (await client.call('DELETE', `/api/bans/${encodeURIComponent(args[0]!)}${o.split ? '?split=1' : ''}`)) as { removed: boolean; split?: { range: string; rebanned: string[] }; coveredBy?: string };
+      if (r.coveredBy) process.stderr.write(`warning: ${args[0]} stays banned by the network ban of ${r.coveredBy} (unban ${r.coveredBy}, or unban ${args[0]} --split)\n`);
       if (r.split) {
         out(o, r, `lifted the ban of ${r.split.range} and banned the rest of it again (${r.split.rebanned.length} networks): ${args[0]} is no longer banned\n`);
       } else {

@@ -170,6 +170,14 @@ describe('CLI against a running gatekeeper', () => {
     const targets = (JSON.parse(after) as { bans: Array<{ ip: string; note?: string }> }).bans.filter((b) => b.ip.startsWith('127.0.5.'));
     assert.deepEqual(targets.map((b) => b.ip).sort(), ['127.0.5.0/30', '127.0.5.128/25', '127.0.5.16/28', '127.0.5.32/27', '127.0.5.4', '127.0.5.6/31', '127.0.5.64/26', '127.0.5.8/29']);
     assert.ok(targets.every((b) => b.note?.includes('botnet')), 'the reason is kept');
+    // An address banned by itself inside a banned network: unbanned, with a warning that it stays refused.
+    assert.equal((await runCli(['ban', '127.0.5.130', ...api])).code, 0);
+    const both = await runCli(['unban', '127.0.5.130', ...api]);
+    assert.equal(both.code, 0);
+    assert.match(both.stdout, /unbanned 127\.0\.5\.130/);
+    assert.match(both.stderr, /warning: 127\.0\.5\.130 stays banned by the network ban of 127\.0\.5\.128\/25/);
+    const malformed = await send('127.0.0.1', gk.url('api', '/api/bans/%E0%A4%A'), { method: 'DELETE' });
+    assert.equal(malformed.status, 400, 'a malformed escape is a bad request');
   });
 });
 
