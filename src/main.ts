@@ -31,7 +31,7 @@ import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 import { MemoryAllowlist, type AllowlistStore } from './store/allowlist.js';
-import { RedisAllowlist } from './store/redis-allowlist.js';
+import { RedisAllowlist, waitReady } from './store/redis-allowlist.js';
 import { MemoryHistory, type HistoryStore } from './store/history.js';
 import { RedisHistory } from './store/redis-history.js';
 
@@ -172,15 +172,23 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   // Bans and unbans with their evidence (`gatekeeper history`, `gatekeeper why`), shared like the bans.
   const historyLimits = { keepSeconds: config.history.keep, maxEvents: config.history.maxEvents };
-  const history: HistoryStore = config.redis
-    ? new RedisHistory(connectRedis(config.redis.url, config.redis.connectTimeout * 1000), config.redis.keyPrefix, clock, historyLimits)
-    : new MemoryHistory(clock, historyLimits);
+  let history: HistoryStore = new MemoryHistory(clock, historyLimits);
+  if (config.redis) {
+    const historyClient = connectRedis(config.redis.url, config.redis.connectTimeout * 1000);
+    history = new RedisHistory(historyClient, config.redis.keyPrefix, clock, historyLimits);
+    // Redis answered the store: give these connections the same chance (they fail fast while connecting).
+    if (store.health().ok) await waitReady(historyClient, config.redis.connectTimeout * 1000);
+  }
   enforcer.setHistory(history, (key) => activity.evidenceOf(key));
 
   // The runtime allowlist (`gatekeeper allow`): shared through the store, applied live on every instance.
-  const allowlist: AllowlistStore = config.redis
-    ? new RedisAllowlist(connectRedis(config.redis.url, config.redis.connectTimeout * 1000), connectRedis(config.redis.url, config.redis.connectTimeout * 1000), config.redis.keyPrefix, clock)
-    : new MemoryAllowlist(clock);
+  let allowlist: AllowlistStore = new MemoryAllowlist(clock);
+  if (config.redis) {
+    const { url, keyPrefix, connectTimeout } = config.redis;
+    const shared = new RedisAllowlist(connectRedis(url, connectTimeout * 1000), connectRedis(url, connectTimeout * 1000), keyPrefix, clock);
+    if (store.health().ok) await shared.ready(connectTimeout * 1000);
+    allowlist = shared;
+  }
   let allowExpiry: NodeJS.Timeout | undefined;
   const allowChanged = async (): Promise<void> => {
     let entries;

@@ -2,6 +2,21 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { AllowlistFullError, MAX_ALLOW_ENTRIES, type AllowEntry, type AllowlistStore } from './allowlist.js';
 
+/** Resolves once `client` is connected, or after `timeoutMs` (then callers fall back or retry later). */
+export function waitReady(client: Redis | Cluster, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    timer.unref();
+    client.once('ready', done);
+  });
+}
+
 /**
  * The runtime allowlist in Redis: one hash `<prefix>allow` (field: the network, value: the entry as
  * JSON) and a pub/sub channel `<prefix>allow:changed` that tells every instance to re-read it.
@@ -79,6 +94,11 @@ export class RedisAllowlist implements AllowlistStore {
   subscribe(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Connected (or `timeoutMs` passed): read the list only then, commands fail fast while connecting. */
+  async ready(timeoutMs: number): Promise<void> {
+    await Promise.all([waitReady(this.client, timeoutMs), waitReady(this.subscriber, timeoutMs)]);
   }
 
   async close(): Promise<void> {

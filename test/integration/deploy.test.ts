@@ -146,6 +146,7 @@ describe('docker-compose.yml, run for real without Docker', { skip }, () => {
     assert.match(answer, /^-NOAUTH/);
     assert.equal(await r.get('gk:ban:none'), null, 'the gatekeeper\'s own URL carries the password');
     assert.doesNotMatch(readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8'), new RegExp(REDIS_PASSWORD), 'not visible in ps');
+    assert.equal(readFileSync(`/proc/${redis.pid}/comm`, 'utf8'), 'redis-server\n', 'the shell exec()s redis-server: it is PID 1 in the container and gets the SIGTERM of a stop');
     const hc = compose.services.redis!.healthcheck!.test!;
     assert.equal(hc[0], 'CMD-SHELL');
     const vars = { REDIS_PORT: String(ports.REDIS_PORT) };
