@@ -90,7 +90,7 @@ describe('status page in Chromium', { skip }, () => {
       await auto.locator('td[data-label="address"]').click();
       assert.match((await page.locator('#bans tr.detail').textContent()) ?? '', /ban #1 of this address · source proxy/);
       // Evidence on click: who made the ban and the failed logins it was made from.
-      await waitFor(async () => /made by proxy; the failed logins counted before the ban:.*soap · target@example\.com · 1 failure/.test((await page.locator('#bans tr.detail').textContent()) ?? ''), 5000, 'evidence shown');
+      await waitFor(async () => /made by proxy; the failed logins counted before the ban:.*soap · target@example\.com · 1 failure/.test((await page.locator('#bans tr.detail').textContent()) ?? ''), 15_000, 'evidence shown');
       assert.equal(await page.locator('#bans tr.detail li').count(), 3);
 
       // Search and filters.
@@ -116,7 +116,7 @@ describe('status page in Chromium', { skip }, () => {
       // The ban form: a refused network shows the API's reason; a good one is banned for real.
       await page.fill('#banform input[name=ip]', '10.0.0.0/4');
       await page.click('#banform button[type=submit]');
-      await waitFor(async () => /host bits set: the network is 0\.0\.0\.0\/4/.test((await page.textContent('#formmsg')) ?? ''), 5000, 'form error');
+      await waitFor(async () => /host bits set: the network is 0\.0\.0\.0\/4/.test((await page.textContent('#formmsg')) ?? ''), 15_000, 'form error');
       await page.fill('#banform input[name=ip]', '127.0.7.0/24');
       await page.fill('#banform input[name=duration]', '2h');
       await page.fill('#banform input[name=reason]', 'from the form');
@@ -132,14 +132,14 @@ describe('status page in Chromium', { skip }, () => {
       assert.equal((JSON.parse((await send('127.0.0.1', gk.url('api', '/api/status/127.0.0.23'), { headers: { authorization: `Bearer ${token}` } })).body) as { banned: boolean }).banned, true, 'cancel keeps the ban');
       await page.click('#bans button.unban[data-ip="127.0.0.23"]');
       await page.click('#confirmyes');
-      await waitFor(async () => (await send('127.0.0.23', gk.url('web', '/x'))).status === 200, 5000, 'unbanned from the page');
+      await waitFor(async () => (await send('127.0.0.23', gk.url('web', '/x'))).status === 200, 15_000, 'unbanned from the page');
       await page.waitForSelector('#bans tr[data-ip="127.0.0.23"]', { state: 'detached' });
 
       // The allowlist: added from the page (lifting the ban inside it), removed after a confirmation.
       await page.fill('#allowform input[name=cidr]', '127.0.7.0/24');
       await page.fill('#allowform input[name=reason]', 'office');
       await page.click('#allowform button[type=submit]');
-      await waitFor(async () => /allowed 127\.0\.7\.0\/24; lifted 1 ban/.test((await page.textContent('#allowmsg')) ?? ''), 5000, 'allowed from the page');
+      await waitFor(async () => /allowed 127\.0\.7\.0\/24; lifted 1 ban/.test((await page.textContent('#allowmsg')) ?? ''), 15_000, 'allowed from the page');
       await page.waitForSelector('#allow button.disallow[data-cidr="127.0.7.0/24"]');
       assert.equal((await send('127.0.7.10', gk.url('web', '/x'))).status, 200, 'the office is served');
       assert.match((await page.textContent('#allowstatic')) ?? '', /127\.0\.0\.1/);
