@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   GK_ERR_STORE: 'the ban store (Redis) failed an operation; the gatekeeper keeps serving from memory',
   GK_ERR_FIREWALL: 'a firewall command failed; bans still hold in the proxy and are retried',
   GK_ERR_USAGE: 'the command line is not understood',
+  GK_ERR_RANGE_BANNED: 'the address is not banned by itself but by a network ban covering it: nothing was lifted (unban --split carves it out)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

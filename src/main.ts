@@ -8,7 +8,8 @@ import { createControlApi, type HealthReport } from './api/control-api.js';
 import { systemClock, type Clock } from './clock.js';
 import { loadConfig, maskRedisUrl, type LoadedConfig } from './config/load.js';
 import { isGatekeeperError } from './errors.js';
-import { Activity } from './obs/activity.js';
+import { EvidenceActivity } from './obs/evidence.js';
+import type { Activity } from './obs/activity.js';
 import { Notifier } from './obs/notifier.js';
 import type { Config } from './config/schema.js';
 import { CidrSet, normalizeIp } from './net/ip.js';
@@ -31,6 +32,10 @@ import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
+import { MemoryAllowlist, type AllowlistStore } from './store/allowlist.js';
+import { RedisAllowlist, waitReady } from './store/redis-allowlist.js';
+import { MemoryHistory, type HistoryStore } from './store/history.js';
+import { RedisHistory } from './store/redis-history.js';
 
 /*
  * Composition root: the only file that picks concrete implementations (memory or Redis store,
@@ -81,7 +86,7 @@ function openFilesLimit(): number | null {
 }
 
 /** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
-const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies'] as const;
+const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies', 'history'] as const;
 
 function addressSets(config: Config, upstreams: readonly string[]): { trusted: CidrSet; ignored: CidrSet; protected: CidrSet } {
   const trusted = new CidrSet(config.trustedProxies);
@@ -92,14 +97,25 @@ function addressSets(config: Config, upstreams: readonly string[]): { trusted: C
   return { trusted, ignored, protected: new CidrSet([...ignored.entries, ...config.admin.allow, ...ownHosts]) };
 }
 
+/** What /healthz and `gatekeeper status` say about one Zimbra upstream (from the probe). */
 interface UpstreamHealth {
+  /** Answered with a status below 500 (a 502/503 from zimbra-proxy means mailboxd is down). */
   ok: boolean;
+  url: string;
+  /** `HTTP 200`, or why there was no answer. */
   detail: string;
+  /** Status code of the last answer, null when there was none. */
+  lastStatus: number | null;
+  latencyMs: number | null;
   checkedAt: string | null;
+  /** The last time it answered well. */
+  lastOkAt: string | null;
 }
 
 const RESYNC_EVERY_MS = 30_000;
 const PROBE_EVERY_MS = 15_000;
+/** An upstream error seen by a request probes at once, at most this often. */
+const PROBE_ON_ERROR_MIN_MS = 1_000;
 
 async function upstreamAddresses(config: Config, log: Logger): Promise<string[]> {
   const out: string[] = [];
@@ -172,10 +188,51 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
   let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
-  const activity = new Activity(clock);
+  // The Activity the enforcer reports failures to, keeping the last few per address as ban evidence.
+  const activity = new EvidenceActivity(clock, config.jail.ipv6Prefix);
   let notifier = controlling && config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   // The primary notifies of every ban it hears of (the workers make them); a single process, of its own.
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, role === 'all' ? notifier : undefined);
+
+  // Bans and unbans with their evidence (`gatekeeper history`, `gatekeeper why`), shared like the bans.
+  const historyLimits = { keepSeconds: config.history.keep, maxEvents: config.history.maxEvents };
+  let history: HistoryStore = new MemoryHistory(clock, historyLimits);
+  if (config.redis) {
+    const historyClient = connectRedis(config.redis.url, config.redis.connectTimeout * 1000);
+    history = new RedisHistory(historyClient, config.redis.keyPrefix, clock, historyLimits);
+    // Redis answered the store: give these connections the same chance (they fail fast while connecting).
+    if (store.health().ok) await waitReady(historyClient, config.redis.connectTimeout * 1000);
+  }
+  enforcer.setHistory(history, (key) => activity.evidenceOf(key));
+
+  // The runtime allowlist (`gatekeeper allow`): shared through the store, applied live on every instance.
+  let allowlist: AllowlistStore = new MemoryAllowlist(clock);
+  if (config.redis) {
+    const { url, keyPrefix, connectTimeout } = config.redis;
+    const shared = new RedisAllowlist(connectRedis(url, connectTimeout * 1000), connectRedis(url, connectTimeout * 1000), keyPrefix, clock);
+    if (store.health().ok) await shared.ready(connectTimeout * 1000);
+    allowlist = shared;
+  }
+  let allowExpiry: NodeJS.Timeout | undefined;
+  const allowChanged = async (): Promise<void> => {
+    let entries;
+    try {
+      entries = await allowlist.list();
+    } catch (err) {
+      log.warn({ err: (err as Error).message, code: 'GK_ERR_STORE' }, 'could not read the runtime allowlist: keeping the last one');
+      return;
+    }
+    enforcer.setRuntimeAllow(entries.map((e) => e.cidr));
+    // Read again when the next entry expires (timers are capped: Node's overflow past 24.8 days).
+    clearTimeout(allowExpiry);
+    const next = Math.min(...entries.map((e) => e.until ?? Infinity));
+    if (Number.isFinite(next)) {
+      allowExpiry = setTimeout(() => void allowChanged(), Math.min(Math.max(0, next - clock.now()) + 10, 3_600_000));
+      allowExpiry.unref();
+    }
+  };
+  allowlist.subscribe(() => void allowChanged());
+  await allowChanged();
 
   const backend = controlling ? createFirewall(config) : null;
   const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
@@ -215,6 +272,16 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
   const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
+  let lastProbe = 0;
+  let probing = false;
+  // Declared before the listeners: a request that finds an upstream down re-checks it at once.
+  const probeSoon = (): void => {
+    if (probing || clock.now() - lastProbe < PROBE_ON_ERROR_MIN_MS) return;
+    probing = true;
+    void probe().finally(() => {
+      probing = false;
+    });
+  };
 
   for (const name of ['web', 'admin'] as const) {
     const l = config.listen[name];
@@ -226,9 +293,14 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
-      onResponse: (elapsedMs) => latency.observe(elapsedMs / 1000),
+      onResponse: (elapsedMs) => {
+        latency.observe(elapsedMs / 1000);
+        // Zimbra answers again while it is reported down: re-check now rather than at the next round.
+        if (upstreamHealth[name]?.checkedAt && !upstreamHealth[name].ok) probeSoon();
+      },
       onError: (req, kind, err) => {
         metrics.upstreamErrors.inc({ listener: name, kind });
+        probeSoon();
         log.warn({ listener: name, kind, err: err.message, url: req.url?.slice(0, 200) }, 'upstream error');
       },
       sendError: (req, res, kind) =>
@@ -300,7 +372,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       log.error({ listener: 'admin', port: started.port }, 'admin.allow is EMPTY: the admin listener refuses every client (fail closed)');
     }
     log.info({ listener: name, host: started.host, port: started.port, upstream: target, tls: !!l.tls }, 'listening');
-    upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
+    upstreamHealth[name] = { ok: false, url: target, detail: 'not checked yet', lastStatus: null, latencyMs: null, checkedAt: null, lastOkAt: null };
   }
 
   // Each forwarded request holds a client and an upstream socket, and every listener has its own
@@ -311,22 +383,30 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
     log.warn({ openFilesLimit: files, maxSockets: config.proxy.maxSockets, listeners: forwarders.length }, `the open files limit (${files}) is below 2 x proxy.maxSockets per listener (${sockets}): raise it (ulimit -n, or ulimits.nofile in compose)`);
   }
 
-  for (const name of ['web', 'admin'] as const) if (!proxying && config.listen[name]) upstreamHealth[name] = { ok: false, detail: 'not checked yet', checkedAt: null };
-  const probe = async (): Promise<void> => {
+  for (const name of ['web', 'admin'] as const) {
+    if (!proxying && config.listen[name]) upstreamHealth[name] = { ok: false, url: config.zimbra[name], detail: 'not checked yet', lastStatus: null, latencyMs: null, checkedAt: null, lastOkAt: null };
+  }
+  // A declaration (hoisted): probeSoon may call it from a request served before this line runs.
+  async function probe(): Promise<void> {
+    lastProbe = clock.now();
     await Promise.all(
       (['web', 'admin'] as const)
         .filter((n) => upstreamHealth[n])
         .map(async (n) => {
+          const prev = upstreamHealth[n]!;
+          const t0 = performance.now();
           try {
             const r = await request(config.zimbra[n], { method: 'GET', dispatcher: probeAgent, headersTimeout: 5000, bodyTimeout: 5000 });
             await r.body.dump();
-            upstreamHealth[n] = { ok: true, detail: `HTTP ${r.statusCode}`, checkedAt: new Date(clock.now()).toISOString() };
+            const at = new Date(clock.now()).toISOString();
+            const ok = r.statusCode < 500;
+            upstreamHealth[n] = { ...prev, ok, detail: `HTTP ${r.statusCode}`, lastStatus: r.statusCode, latencyMs: Math.round(performance.now() - t0), checkedAt: at, lastOkAt: ok ? at : prev.lastOkAt };
           } catch (err) {
-            upstreamHealth[n] = { ok: false, detail: (err as Error).message, checkedAt: new Date(clock.now()).toISOString() };
+            upstreamHealth[n] = { ...prev, ok: false, detail: (err as Error).message || String((err as NodeJS.ErrnoException).code), lastStatus: null, latencyMs: null, checkedAt: new Date(clock.now()).toISOString() };
           }
         }),
     );
-  };
+  }
   if (controlling) void probe();
   const probeTimer = setInterval(() => void probe(), PROBE_EVERY_MS);
   probeTimer.unref();
@@ -335,12 +415,20 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const health = (): HealthReport => {
     const s = store.health();
     metrics.storeUp.set(s.ok ? 1 : 0);
+    const fw = firewall?.health();
+    const reasons: string[] = [];
+    if (!s.ok) reasons.push(`store ${s.backend}: ${s.detail}`);
+    for (const [n, u] of Object.entries(upstreamHealth)) {
+      if (!u.ok && u.checkedAt) reasons.push(`zimbra ${n} (${u.url}): ${u.detail}`);
+    }
+    if (fw && !fw.ok) reasons.push(`firewall ${fw.backend}: ${fw.lastError ?? 'error'}`);
     return {
-      status: s.ok && (!firewall || firewall.health().ok) ? 'ok' : 'degraded',
+      status: reasons.length === 0 ? 'ok' : 'degraded',
+      reasons,
       mode: config.mode,
       store: s,
       upstreams: upstreamHealth,
-      firewall: firewall ? firewall.health() : { backend: 'none' },
+      firewall: fw ?? { backend: 'none' },
       activeBans: enforcer.cache.size,
     };
   };
@@ -398,7 +486,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
 
   const apiCfg = controlling ? config.listen.api : undefined;
   if (apiCfg) {
-    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now() }));
+    const server = createServer(apiCfg, config.proxy, createControlApi({ enforcer, metrics, token: config.api.token, health, activity, reload: reloadOnce, now: () => clock.now(), allow: { allowlist, allowChanged }, history: { history, evidence: (key) => activity.evidenceOf(key) } }));
     const started = await listen(server, apiCfg, 'api');
     ports.api = started.port;
     servers.push({ server });
@@ -426,6 +514,9 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       for (const s of upgraded) s.destroy();
       for (const f of forwarders) f.close();
       await probeAgent.close().catch(() => undefined);
+      clearTimeout(allowExpiry);
+      await allowlist.close();
+      await history.close();
       await store.close();
     },
   };

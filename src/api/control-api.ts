@@ -3,11 +3,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseDurationSeconds } from '../config/duration.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
 import { normalizeIp, parseCidr } from '../net/ip.js';
+import { checkTypedTarget } from './ban-target.js';
+import { decodeSegment, unbanOne } from './unban-route.js';
+import { addAllow, listAllow, removeAllow, type AllowDeps } from './allow-routes.js';
+import { listHistory, requester, why, type HistoryDeps } from './history-routes.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Enforcer } from '../policy/enforcer.js';
 import type { Ban } from '../store/ban.js';
 import type { Activity } from '../obs/activity.js';
-import { STATUS_PAGE } from './status-page.js';
+import { FAVICON_SVG, STATUS_PAGE } from './status-page.js';
 
 export interface HealthReport {
   readonly status: 'ok' | 'degraded';
@@ -22,6 +26,10 @@ export interface ControlApiDeps {
   readonly token: string | undefined;
   readonly health: () => HealthReport;
   readonly now: () => number;
+  /** The runtime allowlist (`/api/allow`); absent: those routes answer 404. */
+  readonly allow?: Omit<AllowDeps, 'enforcer' | 'now'>;
+  /** Ban history and evidence (`/api/history`, `/api/why`); absent: those routes answer 404. */
+  readonly history?: Omit<HistoryDeps, 'enforcer' | 'now'>;
 }
 
 /** A bulk ban of ~60,000 IPv4 addresses (an imported block list) fits; the API is loopback or token-only. */
@@ -100,7 +108,9 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const method = req.method ?? 'GET';
     if (path === '/healthz' && (method === 'GET' || method === 'HEAD')) {
       const h = d.health();
-      send(res, 200, h);
+      // 200 while serving (a container healthcheck must not restart the proxy because Zimbra is
+      // down); ?strict=1 answers 503 when degraded, for monitors that only read the status code.
+      send(res, h.status !== 'ok' && url.searchParams.get('strict') === '1' ? 503 : 200, h);
       return;
     }
     if (path === '/' && method === 'GET') {
@@ -111,6 +121,11 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         'x-frame-options': 'DENY',
       });
       res.end(STATUS_PAGE);
+      return;
+    }
+    if ((path === '/favicon.ico' || path === '/favicon.svg') && method === 'GET') {
+      res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'max-age=86400' });
+      res.end(FAVICON_SVG);
       return;
     }
     if (path === '/metrics' && method === 'GET') {
@@ -128,9 +143,17 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
       fail(res, 401, 'GK_ERR_API_UNAUTHORIZED', 'missing or wrong bearer token (GK_API_TOKEN)');
       return;
     }
+    // Without a token the API trusts whoever reaches the loopback listener (the CLI). A browser is
+    // another matter: any web page it shows could send it a "simple" cross-site POST (text/plain, no
+    // preflight). Browsers mark their requests with Origin / Sec-Fetch-Site; refuse their writes.
+    if (!expected && method !== 'GET' && method !== 'HEAD' && (req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined)) {
+      fail(res, 403, 'GK_ERR_API_UNAUTHORIZED', 'read-only from a browser: set api.token to ban and unban from the status page');
+      return;
+    }
     const now = d.now();
     if (path === '/api/bans' && method === 'GET') {
-      send(res, 200, { bans: d.enforcer.cache.list(now).map((b) => banView(b, now)) });
+      const keep = banFilter(url.searchParams, now);
+      send(res, 200, { bans: d.enforcer.cache.list(now).filter(keep).map((b) => banView(b, now)) });
       return;
     }
     if (path === '/api/bans' && method === 'POST') {
@@ -141,28 +164,54 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         if (ips.length > 100_000) throw new GatekeeperError('GK_ERR_API_REQUEST', 'at most 100000 addresses per call');
         const seconds = durationOf(body);
         const note = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'manual';
-        const results = await Promise.allSettled(ips.map((ip) => d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note })));
+        const force = body.force === true;
+        const results = await Promise.allSettled(
+          ips.map(async (ip) => {
+            checkTypedTarget(String(ip), { force, limitWidth: true });
+            return d.enforcer.ban(String(ip), { reason: 'manual', service: 'manual', source: 'manual', seconds, note, by: requester(req) });
+          }),
+        );
         const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [{ ip: String(ips[i]), error: (r.reason as Error).message }] : []));
         send(res, errors.length === results.length && results.length > 0 ? 400 : 201, { banned: results.length - errors.length, errors: errors.slice(0, 100) });
         return;
       }
       const ip = typeof body.ip === 'string' ? body.ip : '';
+      checkTypedTarget(ip, { force: body.force === true, limitWidth: true });
       const seconds = durationOf(body);
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 200) : 'manual';
-      const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason });
+      const ban = await d.enforcer.ban(ip, { reason: 'manual', service: 'manual', source: 'manual', seconds, note: reason, by: requester(req) });
       send(res, 201, { ban: banView(ban, d.now()) });
       return;
     }
     if (path === '/api/bans' && method === 'DELETE') {
-      const removed = await d.enforcer.unbanAll();
+      const removed = await d.enforcer.unbanAll(requester(req));
       send(res, 200, { removed });
       return;
     }
     const banMatch = /^\/api\/bans\/(.+)$/.exec(path);
     if (banMatch && method === 'DELETE') {
-      const target = decodeURIComponent(banMatch[1]!);
-      const removed = await d.enforcer.unban(target);
-      send(res, 200, { ip: target, removed });
+      send(res, 200, await unbanOne(d.enforcer, decodeSegment(banMatch[1]!), url.searchParams.get('split') === '1', requester(req), now));
+      return;
+    }
+    if (d.allow && path.startsWith('/api/allow')) {
+      const deps: AllowDeps = { ...d.allow, enforcer: d.enforcer, now: d.now };
+      if (path === '/api/allow' && method === 'GET') {
+        send(res, 200, await listAllow(deps));
+        return;
+      }
+      if (path === '/api/allow' && method === 'POST') {
+        send(res, 201, await addAllow(deps, await readJson(req)));
+        return;
+      }
+      const m = /^\/api\/allow\/(.+)$/.exec(path);
+      if (m && method === 'DELETE') {
+        send(res, 200, await removeAllow(deps, decodeSegment(m[1]!)));
+        return;
+      }
+    }
+    if (d.history && method === 'GET' && (path === '/api/history' || path.startsWith('/api/why/'))) {
+      const deps: HistoryDeps = { ...d.history, enforcer: d.enforcer, now: d.now };
+      send(res, 200, path === '/api/history' ? await listHistory(deps, url.searchParams) : await why(deps, decodeSegment(path.slice('/api/why/'.length))));
       return;
     }
     if (path === '/api/reload' && method === 'POST') {
@@ -173,10 +222,10 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
     const statusMatch = /^\/api\/status(?:\/(.+))?$/.exec(path);
     if (statusMatch && method === 'GET') {
       if (!statusMatch[1]) {
-        send(res, 200, await overview(d, now));
+        send(res, 200, { ...(await overview(d, now)), access: { writable: !!expected } });
         return;
       }
-      const raw = decodeURIComponent(statusMatch[1]);
+      const raw = decodeSegment(statusMatch[1]);
       const ip = normalizeIp(raw);
       if (!ip && !parseCidr(raw)) throw new GatekeeperError('GK_ERR_BAD_ADDRESS', `${JSON.stringify(raw)} is not an IP address`);
       const target = ip ?? parseCidr(raw)!.text;
@@ -200,13 +249,32 @@ export function createControlApi(d: ControlApiDeps): (req: IncomingMessage, res:
         return;
       }
       if (isGatekeeperError(err)) {
-        const status = err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' ? 409 : 500;
+        const status =
+          err.code === 'GK_ERR_BAD_ADDRESS' || err.code === 'GK_ERR_API_REQUEST' ? 400 : err.code === 'GK_ERR_PROTECTED_ADDRESS' || err.code === 'GK_ERR_RANGE_BANNED' ? 409 : err.code === 'GK_ERR_STORE' ? 503 : 500;
         fail(res, status, err.code, err.message);
         return;
       }
       fail(res, 500, 'GK_ERR_API_REQUEST', (err as Error).message);
     });
   };
+}
+
+/** `GET /api/bans?service=&rule=&tier=&since=`: each given filter must match (since: a duration back from now, or a time). */
+function banFilter(q: URLSearchParams, now: number): (b: Ban) => boolean {
+  const service = q.get('service');
+  const rule = q.get('rule');
+  const tier = q.get('tier');
+  const sinceRaw = q.get('since');
+  if (tier !== null && tier !== 'proxy' && tier !== 'firewall') throw new GatekeeperError('GK_ERR_API_REQUEST', `tier ${JSON.stringify(tier)} is not proxy or firewall`);
+  let since = -Infinity;
+  if (sinceRaw !== null) {
+    const seconds = parseDurationSeconds(sinceRaw);
+    const at = Date.parse(sinceRaw);
+    if (seconds !== null) since = now - seconds * 1000;
+    else if (!Number.isNaN(at)) since = at;
+    else throw new GatekeeperError('GK_ERR_API_REQUEST', `since ${JSON.stringify(sinceRaw)} is neither a duration (30m, 24h, 7d) nor a time (2026-11-27T08:00:00Z)`);
+  }
+  return (b) => (service === null || b.service === service) && (rule === null || b.reason === rule) && (tier === null || b.tier === tier) && b.since >= since;
 }
 
 async function overview(d: ControlApiDeps, now: number): Promise<Record<string, unknown>> {

@@ -25,6 +25,8 @@ export class ApiClient {
         method,
         headers: {
           'content-type': 'application/json',
+          // The history names who made a manual ban: the CLI, the status page or another client.
+          'user-agent': 'gatekeeper-cli',
           ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -2,30 +2,14 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, maskedConfig, type LoadedConfig } from '../config/load.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
-import { printBans, printStatus } from './format.js';
+import { readFileSync } from 'node:fs';
 import { printReport, testLog } from './test-log.js';
 import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
+import { API_COMMANDS, runApiCommand } from './api-commands.js';
+import { completionScript } from './completion.js';
+import { COMMANDS, commandUsage, globalUsage } from './usage.js';
 
-const USAGE = `usage: gatekeeper <command> [options]
-
-commands:
-  run                         run every part the config enables
-  check-config                validate and print the effective config (secrets masked)
-  status [IP] [--json]        overview, or one address: failures, ban, until when, why
-  list [--json]               active bans
-  ban IP [--for 24h] [--reason TEXT]   ban by hand (IPv4, IPv6 or CIDR)
-  unban IP|--all              lift bans everywhere
-  reload                      re-read the config file in the running gatekeeper (like SIGHUP)
-  test-log FILE... [--type TYPE|auto] [--json]
-                              run log files through the log rules offline (like fail2ban-regex)
-
-options:
-  --config FILE               config file (default: $GK_CONFIG, else ./gatekeeper.yml)
-  --api URL                   control API of the running gatekeeper (default: from the config)
-  --json                      one JSON document on stdout
-`;
-
-/** Exit codes: 0 ok, 1 runtime/startup error, 2 invalid config or usage or bad address, 3 gatekeeper unreachable. */
+/** Exit codes (usage.ts EXIT_CODES): 0 ok, 1 runtime/startup error, 2 invalid config or usage or bad address, 3 gatekeeper unreachable, 4 still banned by a range. */
 function exitCodeOf(err: unknown): number {
   if (!isGatekeeperError(err)) return 1;
   switch (err.code) {
@@ -37,6 +21,8 @@ function exitCodeOf(err: unknown): number {
       return 2;
     case 'GK_ERR_API_UNREACHABLE':
       return 3;
+    case 'GK_ERR_RANGE_BANNED':
+      return 4;
     default:
       return 1;
   }
@@ -86,6 +72,20 @@ async function run(loaded: LoadedConfig): Promise<number> {
   });
 }
 
+/** The version in package.json (next to dist/ in the image and in a checkout). */
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function usageError(message: string, help: string): number {
+  process.stderr.write(`gatekeeper: GK_ERR_USAGE: ${message}\n\n${help}`);
+  return 2;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -95,26 +95,62 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string' },
         api: { type: 'string' },
-        json: { type: 'boolean', default: false },
+        json: { type: 'boolean' },
         for: { type: 'string' },
         reason: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        type: { type: 'string', default: 'auto' },
-        help: { type: 'boolean', short: 'h', default: false },
+        all: { type: 'boolean' },
+        force: { type: 'boolean' },
+        split: { type: 'boolean' },
+        service: { type: 'string' },
+        rule: { type: 'string' },
+        tier: { type: 'string' },
+        since: { type: 'string' },
+        limit: { type: 'string' },
+        type: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
       },
     });
   } catch (err) {
-    process.stderr.write(`gatekeeper: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
+    return usageError((err as Error).message, globalUsage());
   }
   const { values, positionals } = parsed;
   const [command, ...args] = positionals;
-  if (values.help || !command) {
-    process.stdout.write(USAGE);
-    return command || values.help ? 0 : 2;
+  if (values.version && !command) {
+    process.stdout.write(`gatekeeper ${version()}\n`);
+    return 0;
   }
+  if (!command) {
+    if (values.help) {
+      process.stdout.write(globalUsage());
+      return 0;
+    }
+    return usageError('no command given', globalUsage());
+  }
+  const spec = COMMANDS[command];
+  if (!spec) return usageError(`unknown command ${JSON.stringify(command)}`, globalUsage());
+  if (values.help) {
+    process.stdout.write(commandUsage(command));
+    return 0;
+  }
+  // An option the command does not take is a mistake worth saying (`list --for 1h` does nothing).
+  const stray = Object.keys(values).filter((k) => values[k as keyof typeof values] !== undefined && !spec.options.includes(`--${k}`));
+  if (stray.length > 0) return usageError(`${command} does not take --${stray.join(', --')}`, commandUsage(command));
   try {
+    if (API_COMMANDS.has(command)) return await runApiCommand(command, args, values);
     switch (command) {
+      case 'help': {
+        if (!args[0]) {
+          process.stdout.write(globalUsage());
+          return 0;
+        }
+        if (!COMMANDS[args[0]]) return usageError(`unknown command ${JSON.stringify(args[0])}`, globalUsage());
+        process.stdout.write(commandUsage(args[0]));
+        return 0;
+      }
+      case 'completion':
+        process.stdout.write(completionScript(args[0]));
+        return 0;
       case 'run':
         return await run(loadConfig({ file: values.config }));
       case 'check-config': {
@@ -123,12 +159,14 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify({ file: loaded.file, config: maskedConfig(loaded.config) }, null, 2)}\n`);
         return 0;
       }
-      case 'test-log': {
-        if (values.type !== 'auto' && !LOG_TYPES.includes(values.type as LogType)) {
-          throw new GatekeeperError('GK_ERR_USAGE', `--type ${values.type} is not one of auto, ${LOG_TYPES.join(', ')}`);
+      default: {
+        // test-log
+        const type = values.type ?? 'auto';
+        if (type !== 'auto' && !LOG_TYPES.includes(type as LogType)) {
+          throw new GatekeeperError('GK_ERR_USAGE', `--type ${type} is not one of auto, ${LOG_TYPES.join(', ')}`);
         }
         const { config } = loadConfig({ file: values.config });
-        const report = await testLog(args, values.type as LogType | 'auto', config);
+        const report = await testLog(args, type as LogType | 'auto', config);
         if (values.json) {
           const { lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond } = report;
           process.stdout.write(`${JSON.stringify({ lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond })}\n`);
@@ -137,54 +175,6 @@ export async function main(argv: string[]): Promise<number> {
         }
         return 0;
       }
-      case 'reload':
-      case 'status':
-      case 'list':
-      case 'ban':
-      case 'unban': {
-        const { ApiClient } = await import('./api-client.js');
-        const client = ApiClient.fromConfig(values.config, values.api);
-        if (command === 'reload') {
-          const r = (await client.call('POST', '/api/reload')) as { ok: boolean; restartNeeded: string[] };
-          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else process.stdout.write(`reloaded${r.restartNeeded.length ? `; these changes need a restart: ${r.restartNeeded.join(', ')}` : ''}\n`);
-          return 0;
-        }
-        if (command === 'list') {
-          const r = await client.call('GET', '/api/bans');
-          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else printBans((r as { bans: Array<Record<string, unknown>> }).bans);
-          return 0;
-        }
-        if (command === 'status') {
-          const r = await client.call('GET', args[0] ? `/api/status/${encodeURIComponent(args[0])}` : '/api/status');
-          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else printStatus(r as Record<string, unknown>, args[0]);
-          return 0;
-        }
-        if (command === 'ban') {
-          if (!args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'ban needs an address: gatekeeper ban IP [--for 24h] [--reason TEXT]');
-          const r = await client.call('POST', '/api/bans', { ip: args[0], duration: values.for, reason: values.reason });
-          const ban = (r as { ban: Record<string, unknown> }).ban;
-          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else process.stdout.write(`banned ${String(ban.ip)} until ${String(ban.until)} (tier ${String(ban.tier)})\n`);
-          return 0;
-        }
-        if (values.all) {
-          const r = await client.call('DELETE', '/api/bans');
-          if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else process.stdout.write(`lifted ${String((r as { removed: number }).removed)} ban(s)\n`);
-          return 0;
-        }
-        if (!args[0]) throw new GatekeeperError('GK_ERR_USAGE', 'unban needs an address or --all');
-        const r = await client.call('DELETE', `/api/bans/${encodeURIComponent(args[0])}`);
-        if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-        else process.stdout.write((r as { removed: boolean }).removed ? `unbanned ${args[0]}\n` : `${args[0]} was not banned\n`);
-        return 0;
-      }
-      default:
-        process.stderr.write(`gatekeeper: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-        return 2;
     }
   } catch (err) {
     reportError(err);

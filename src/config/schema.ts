@@ -121,6 +121,10 @@ export const configSchema = z.strictObject({
     timeout: duration().default(5), //                          per attempt
     retries: z.number().int().min(0).max(20).default(5), //     attempts after the first, with exponential backoff from 1 s
   }).prefault({}),
+  history: z.strictObject({
+    keep: duration().refine((s) => s >= 60, { error: 'must be at least 1m' }).default(30 * 86400), // bans and unbans are kept this long (gatekeeper history, why)
+    maxEvents: positiveInt().default(100_000), //              at most this many events; the oldest go first
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),

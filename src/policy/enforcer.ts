@@ -10,6 +10,7 @@ import type { Activity } from '../obs/activity.js';
 import type { Notifier } from '../obs/notifier.js';
 import type { Ban } from '../store/ban.js';
 import type { FailureCounter, Store } from '../store/store.js';
+import type { FailureEvidence, HistoryEvent, HistoryStore } from '../store/history.js';
 import { BanCache } from './ban-cache.js';
 import { decideBan } from './ban-policy.js';
 
@@ -48,6 +49,8 @@ export interface BanRequest {
   readonly source: 'proxy' | 'log' | 'manual';
   readonly seconds?: number | undefined;
   readonly note?: string | undefined;
+  /** Who asked, for the history (`manual (cli from 127.0.0.1)`); default: the source. */
+  readonly by?: string | undefined;
 }
 
 export interface AddressSets {
@@ -104,6 +107,9 @@ export class Enforcer {
    * logins shows a passing typo an inflated count, and it bans an address for failures it never made.
    */
   private readonly keyLocks = new Map<string, Promise<unknown>>();
+  private runtimeAllow = new CidrSet([]);
+  private history?: HistoryStore;
+  private evidenceOf?: (key: string) => FailureEvidence[];
 
   constructor(
     private config: Config,
@@ -134,6 +140,17 @@ export class Enforcer {
     this.notifier = n;
   }
 
+  /** Where bans and unbans are recorded (`gatekeeper history`), and the evidence a ban keeps. */
+  setHistory(history: HistoryStore, evidenceOf: (key: string) => FailureEvidence[]): void {
+    this.history = history;
+    this.evidenceOf = evidenceOf;
+  }
+
+  /** Best effort, off the request path: a history write never delays or fails a ban. */
+  private remember(event: HistoryEvent): void {
+    this.history?.append(event).catch((err: Error) => this.log.warn({ err: err.message, code: 'GK_ERR_STORE' }, 'could not record the ban history'));
+  }
+
   /** Takes a reloaded config (jail, account, mode, address sets); bans and counts are kept. */
   reconfigure(config: Config, sets: AddressSets): void {
     this.config = config;
@@ -146,12 +163,23 @@ export class Enforcer {
   }
 
   isIgnored(ip: string): boolean {
-    return this.sets.ignored.has(ip);
+    return this.sets.ignored.has(ip) || (this.runtimeAllow.size > 0 && this.runtimeAllow.has(ip));
   }
 
-  /** The ban that applies to this (normalised) address, if any. */
+  /** The static allowlist: jail.ignoreip, trustedProxies and the upstreams. */
+  staticAllow(): string[] {
+    return [...new Set(this.sets.ignored.toJSON())];
+  }
+
+  /** The runtime allowlist (`gatekeeper allow`), replaced whenever any instance changes it. */
+  setRuntimeAllow(cidrs: readonly string[]): void {
+    this.runtimeAllow = new CidrSet(cidrs);
+  }
+
+  /** The ban that applies to this (normalised) address, if any; none for an allowlisted one. */
   bannedNow(ip: string): Ban | undefined {
-    return this.cache.lookup(ip, this.clock.now());
+    const ban = this.cache.lookup(ip, this.clock.now());
+    return ban && this.runtimeAllow.size > 0 && this.runtimeAllow.has(ip) ? undefined : ban;
   }
 
   /** A login name as Zimbra resolves it (detect/account-name.ts), with the configured default domain. */
@@ -484,6 +512,9 @@ export class Enforcer {
   /** Validates a ban target and refuses protected addresses. Returns the canonical target. */
   checkTarget(target: string): string {
     const { cidr: c, key: canonical } = this.canonical(target);
+    if (this.runtimeAllow.overlaps(c)) {
+      throw new GatekeeperError('GK_ERR_PROTECTED_ADDRESS', `${c.text} overlaps the runtime allowlist (gatekeeper allow list) and is never banned`);
+    }
     if (this.sets.protected.overlaps(c)) {
       throw new GatekeeperError(
         'GK_ERR_PROTECTED_ADDRESS',
@@ -513,6 +544,21 @@ export class Enforcer {
     };
     this.cache.set(ban);
     await this.store.addBan(ban);
+    const evidence = this.evidenceOf?.(canonical) ?? [];
+    this.remember({
+      at: now,
+      action: 'ban',
+      target: canonical,
+      by: req.by ?? req.source,
+      rule: ban.reason,
+      service: ban.service,
+      tier: ban.tier,
+      until: ban.until,
+      count: ban.count,
+      ...(ban.note ? { note: ban.note } : {}),
+      ...(ban.shadow ? { shadow: true } : {}),
+      ...(evidence.length ? { evidence } : {}),
+    });
     this.metrics.bans.inc({ source: ban.source, tier: ban.tier });
     this.log.warn(
       { event: 'ban', ip: ban.target, rule: ban.reason, service: ban.service, count: ban.count, tier: ban.tier, until: new Date(ban.until).toISOString(), shadow: ban.shadow ?? false, note: ban.note },
@@ -522,21 +568,38 @@ export class Enforcer {
     return ban;
   }
 
-  async unban(target: string): Promise<boolean> {
+  async unban(target: string, by = 'manual'): Promise<boolean> {
     const canonical = this.canonical(target).key;
     const had = this.cache.get(canonical, this.clock.now()) !== undefined;
     this.cache.delete(canonical);
     const removed = await this.store.removeBan(canonical);
     await this.safe('unban', () => this.ipCounter.delete(canonical), undefined);
     this.log.warn({ event: 'unban', ip: canonical }, 'unbanned');
+    if (had || removed) this.remember({ at: this.clock.now(), action: 'unban', target: canonical, by });
     return had || removed;
   }
 
-  async unbanAll(): Promise<number> {
+  /**
+   * `unban --split`: bans `parts` (the rest of the range) with the range ban's rule, tier and end,
+   * then lifts the range ban: no moment where the rest of the range is unbanned.
+   */
+  async replaceRangeBan(range: Ban, parts: readonly string[], hole: string, by = 'manual'): Promise<void> {
+    for (const target of parts) {
+      const ban: Ban = { ...range, target, note: `${range.note ? `${range.note}; ` : ''}split from ${range.target}` };
+      this.cache.set(ban);
+      await this.store.addBan(ban);
+    }
+    this.log.warn({ event: 'split', ip: range.target, parts: parts.length }, 'range ban split');
+    this.remember({ at: this.clock.now(), action: 'split', target: range.target, by, note: `${hole} carved out: ${parts.length} networks banned again` });
+    await this.unban(range.target, by);
+  }
+
+  async unbanAll(by = 'manual'): Promise<number> {
     const n = this.cache.size;
     this.cache.clear();
     const removed = await this.store.removeAllBans();
     this.log.warn({ event: 'unban-all', count: Math.max(n, removed) }, 'all bans lifted');
+    this.remember({ at: this.clock.now(), action: 'unban-all', target: '*', by, note: `${Math.max(n, removed)} ban(s) lifted` });
     return Math.max(n, removed);
   }
 

@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
-import { requireBinary } from '../helpers/binaries.js';
 import { startFakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, waitFor } from '../helpers/gatekeeper-process.js';
 import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
@@ -116,44 +113,5 @@ describe('operating the gatekeeper', () => {
       await zimbra.close();
     }
   });
-
-  it('status page renders bans and the 24-hour chart in real headless Chromium, and unbans with a token', async (t) => {
-    const chromium = requireBinary(t, 'chromium', 'chromium');
-    if (!chromium) return;
-    const { chromium: pw } = await import('playwright-core');
-    const zimbra = await startFakeZimbra();
-    const token = 'status-page-token-0123456789';
-    const gk = await startGatekeeper(testConfig(zimbra.url, { api: { token } }));
-    const shot = join(mkdtempSync(join(tmpdir(), 'gk-shot-')), 'status.png');
-    const browser = await pw.launch({
-      executablePath: chromium,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    try {
-      for (let i = 0; i < 3; i++) await send('127.0.0.23', gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('target@example.com', 'wrong') });
-      await send('127.0.0.24', gk.url('web', '/dav/x/'), { method: 'PROPFIND', headers: { authorization: `Basic ${Buffer.from('dav@example.com:bad').toString('base64')}` } });
-      const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-      await page.goto(gk.url('api', '/'));
-      await page.waitForSelector('body[data-loaded="error"]');
-      assert.match(await page.textContent('#error') ?? '', /401/, 'without the token the API refuses');
-      await page.fill('#token', token);
-      await page.click('#save');
-      await page.waitForSelector('body[data-loaded="1"]');
-      await page.waitForSelector('#bans button[data-ip="127.0.0.23"]');
-      assert.ok((await page.locator('#chart rect.bar').count()) >= 1, 'the chart has bars');
-      assert.match((await page.textContent('#legend')) ?? '', /soap/);
-      assert.match((await page.textContent('#topips')) ?? '', /127\.0\.0\.23/);
-      assert.match((await page.textContent('#topaccounts')) ?? '', /target@example\.com/);
-      await page.screenshot({ path: shot, fullPage: true });
-      assert.ok(statSync(shot).size > 10_000, 'a real screenshot was written');
-      process.stdout.write(`# status page screenshot: ${shot}\n`);
-      await page.click('#bans button[data-ip="127.0.0.23"]');
-      await waitFor(async () => (await send('127.0.0.23', gk.url('web', '/x'))).status === 200, 5000, 'unbanned from the page');
-    } finally {
-      await browser.close();
-      await closeAgents();
-      await gk.stop();
-      await zimbra.close();
-    }
-  });
+  // The status page is tested in status-page.test.ts.
 });
