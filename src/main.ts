@@ -27,7 +27,7 @@ import { banFront, closeServer, createServer, listen, proxyProtocolFront } from 
 import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
-import { connectRedis } from './store/redis-connect.js';
+import { connectRedis, redisKind } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 
@@ -120,9 +120,17 @@ function createFirewall(config: Config): FirewallBackend | null {
 
 async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
   if (!config.redis) return new MemoryStore(clock);
-  const { url, keyPrefix, connectTimeout } = config.redis;
-  const client = connectRedis(url, connectTimeout * 1000);
-  const subscriber = connectRedis(url, connectTimeout * 1000);
+  const { url, keyPrefix, connectTimeout, commandTimeout, replicaAckTimeout, username, password, tlsCa } = config.redis;
+  const kind = redisKind(url);
+  const options = {
+    connectTimeoutMs: connectTimeout * 1000,
+    commandTimeoutMs: commandTimeout * 1000,
+    username,
+    password,
+    tlsCa: tlsCa !== undefined ? readFileSync(tlsCa, 'utf8') : undefined,
+  };
+  const client = connectRedis(url, options);
+  const subscriber = connectRedis(url, options);
   let warned = false;
   client.on('error', (err: Error) => {
     if (!warned) log.error({ err: err.message, code: 'GK_ERR_STORE' }, 'redis unreachable: serving from memory, will reconnect');
@@ -132,12 +140,20 @@ async function createStore(config: Config, clock: Clock, log: Logger): Promise<S
     if (warned) log.info('redis reachable again');
     warned = false;
   });
-  const store = new RedisStore(client, subscriber, keyPrefix, clock);
+  const store = new RedisStore(client, subscriber, keyPrefix, clock, { kind, commandTimeoutMs: commandTimeout * 1000, replicaAckTimeoutMs: replicaAckTimeout * 1000 });
   // Wait (up to connectTimeout) for Redis before serving, so the first counts land in Redis and not
   // in the insurance limiter; if it is down, start anyway and serve from memory.
   const deadline = Date.now() + connectTimeout * 1000;
   while (!store.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   if (!store.ready) log.error({ code: 'GK_ERR_STORE', url: maskRedisUrl(url) }, 'redis not reachable at startup: serving with in-memory counting until it is');
+  let lastProblem = '';
+  store.onProblem = (problem) => {
+    // One line per change of state, not one per failed write.
+    if (problem === lastProblem) return;
+    lastProblem = problem;
+    if (problem) log.error({ code: 'GK_ERR_STORE', problem }, 'redis store degraded');
+    else log.info('redis store healthy again');
+  };
   return store;
 }
 

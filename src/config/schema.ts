@@ -63,9 +63,14 @@ export const configSchema = z.strictObject({
   }),
   trustedProxies: cidrList.default([]), //                       peers whose X-Forwarded-For / PROXY header is believed
   redis: z.strictObject({
-    url: z.string().default('redis://127.0.0.1:6379/0'), //     redis://, rediss://, or sentinel/cluster via ioredis URL
-    keyPrefix: z.string().default('gk:'), //                     prefix of every key (share one Redis between sites)
+    url: z.string().refine((s) => /^rediss?(\+sentinel|\+cluster)?:\/\/./.test(s), { error: 'is not a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL' }).default('redis://127.0.0.1:6379/0'), // the store (see "Scaling out")
+    keyPrefix: z.string().refine((s) => !/[{}]/.test(s), { error: 'must not contain { or }: the gatekeeper places Cluster hash tags itself (a tag in the prefix would put every key in one slot)' }).default('gk:'), // prefix of every key (share one Redis between sites)
     connectTimeout: duration().default(5), //                   seconds to wait for a connection
+    commandTimeout: duration().refine((s) => s >= 0.05 && s <= 60, { error: 'must be between 50ms and 60s' }).default(1), // deadline of every Redis command; a Redis that misses it is treated as down
+    replicaAckTimeout: duration().refine((s) => s >= 0.01 && s <= 10, { error: 'must be between 10ms and 10s' }).default(0.5), // a ban write waits this long for a replica (WAIT), where the master has replicas
+    username: z.string().min(1).optional(), //                 ACL user (overrides the URL's)
+    password: z.string().min(1).optional(), //                 password (overrides the URL's; GK_REDIS_PASSWORD)
+    tlsCa: z.string().min(1).optional(), //                     PEM file of the CA that signed Redis' certificate (rediss://)
   }).optional(), //                                              omit: embedded in-memory store (single instance)
   jail: z.strictObject({
     maxretry: positiveInt().default(3), //                      failures per IP ...
@@ -128,4 +133,4 @@ export type ListenerConfig = z.output<typeof listener>;
 export type LogSourceConfig = z.output<typeof logSource>;
 
 /** Keys whose values are never printed. */
-export const SECRET_KEYS = new Set(['api.token', 'redis.url']);
+export const SECRET_KEYS = new Set(['api.token', 'redis.url', 'redis.password']);

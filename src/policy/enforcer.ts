@@ -340,23 +340,41 @@ export class Enforcer {
   async ban(target: string, req: BanRequest): Promise<Ban> {
     const canonical = this.checkTarget(target);
     const window = Math.max(this.config.jail.bantimeIncrement.maxtime, this.config.jail.bantime);
-    const count = await this.safe('ban-history', () => this.store.recordBan(canonical, window), 1);
-    const decision = decideBan(count, req.source, this.config.jail, this.config.firewall, req.seconds);
-    const now = this.clock.now();
-    const ban: Ban = {
-      target: canonical,
-      reason: req.reason,
-      service: req.service,
-      since: now,
-      until: now + decision.seconds * 1000,
-      tier: decision.tier,
-      count,
-      source: req.source,
-      ...(this.shadow ? { shadow: true } : {}),
-      ...(req.note ? { note: req.note } : {}),
+    const make = (count: number): Ban => {
+      const decision = decideBan(count, req.source, this.config.jail, this.config.firewall, req.seconds);
+      const now = this.clock.now();
+      return {
+        target: canonical,
+        reason: req.reason,
+        service: req.service,
+        since: now,
+        until: now + decision.seconds * 1000,
+        tier: decision.tier,
+        count,
+        source: req.source,
+        ...(this.shadow ? { shadow: true } : {}),
+        ...(req.note ? { note: req.note } : {}),
+      };
     };
+    // Decided and written in one step in the store: when another instance banned this offence first,
+    // its ban is the one (no second count, no longer repeat-offender ban). A manual ban replaces.
+    const t0 = process.hrtime.bigint();
+    let result: { ban: Ban; created: boolean };
+    try {
+      result = await this.store.createBan(canonical, window, make, req.source === 'manual');
+      this.metrics.storeLatency.observe({ op: 'ban' }, Number(process.hrtime.bigint() - t0) / 1e9);
+    } catch (err) {
+      // The store queues writes it cannot make; this is a failure of the store itself. Enforce locally.
+      this.metrics.storeErrors.inc({ op: 'ban' });
+      this.log.warn({ err: (err as Error).message, op: 'ban', code: 'GK_ERR_STORE' }, 'store operation failed');
+      result = { ban: make(1), created: true };
+    }
+    const { ban } = result;
     this.cache.set(ban);
-    await this.store.addBan(ban);
+    if (!result.created) {
+      this.log.info({ ip: ban.target, rule: req.reason, until: new Date(ban.until).toISOString() }, 'already banned (by another instance): not counted twice');
+      return ban;
+    }
     this.metrics.bans.inc({ source: ban.source, tier: ban.tier });
     this.log.warn(
       { event: 'ban', ip: ban.target, rule: ban.reason, service: ban.service, count: ban.count, tier: ban.tier, until: new Date(ban.until).toISOString(), shadow: ban.shadow ?? false, note: ban.note },

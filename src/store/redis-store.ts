@@ -4,76 +4,146 @@ import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Clock } from '../clock.js';
 import type { Ban, BanEvent } from './ban.js';
 import { RateLimiterCounter } from './rate-limiter-counter.js';
+import type { RedisKind } from './redis-connect.js';
+import { BAN_SHARDS, RedisKeys, type BanKeys } from './redis-keys.js';
+import { ASSERT_BAN, CREATE_BAN, RECORD_BAN, REMOVE_BAN } from './redis-scripts.js';
 import type { CounterSpec, FailureCounter, Store, StoreHealth } from './store.js';
 
-type PendingOp = { type: 'ban'; ban: Ban } | { type: 'unban'; target: string } | { type: 'unban-all' };
+type PendingOp = { type: 'ban'; ban: Ban; windowSeconds: number } | { type: 'unban'; target: string; at: number } | { type: 'unban-all'; at: number };
 
 interface WireEvent {
   origin: string;
   event: BanEvent;
 }
 
+export interface RedisStoreOptions {
+  /** Which topology the clients talk to (Cluster pings every master). */
+  readonly kind?: RedisKind;
+  /** The commands' deadline (ms): the watchdog's PING uses it too. */
+  readonly commandTimeoutMs?: number;
+  /** How long a ban write waits for a replica's acknowledgement (Redis WAIT), ms. */
+  readonly replicaAckTimeoutMs?: number;
+}
+
+/** The scripts of redis-scripts.ts, defined on the client (and its pipelines) by defineCommand. */
+interface Scripted {
+  gkCreateBan(...args: Array<string | number>): Promise<[string, string]>;
+  gkAssertBan(...args: Array<string | number>): Promise<string>;
+  gkRemoveBan(...args: Array<string | number>): Promise<number>;
+  gkRecordBan(...args: Array<string | number>): Promise<number>;
+}
+
+/** Bounds of this instance's memory of bans and histories (re-assertion after a failover, counts while Redis is away). */
+const MAX_KNOWN = 200_000;
+/** An unban's tombstone outlives any ban that could be re-asserted over it (bans are capped at maxtime). */
+const TOMBSTONE_MS = 400 * 86400_000;
+/** A ban this close to its end is not re-asserted (clock differences between instances). */
+const REASSERT_MARGIN_MS = 2000;
+const PENDING_MAX = 100_000;
+
 /**
- * Bans, ban history, flags and positions in Redis, shared by every gatekeeper instance.
+ * Bans, ban history, flags and positions in Redis (single, Sentinel or Cluster), shared by every
+ * gatekeeper instance. Key layout: redis-keys.ts.
  *
- * Keys (all under keyPrefix):
- *   ban:<target>      JSON of the Ban, expires with the ban (PX)
- *   bans              sorted set target -> until (ms), the index used for listing
- *   banhist:<target>  number of bans, expires windowSeconds after the last one
- *   flag:<key>        known-good account/IP pairs and similar facts with a TTL
- *   val:<key>         durable values (log positions)
- *   rl:<name>:<key>   failure counters (rate-limiter-flexible)
- *   events            pub/sub channel for ban/unban between instances
- *
- * While Redis is unreachable, ban writes are queued in memory and written on reconnect; counters fall
- * back to an in-memory insurance limiter (not synced back: a documented limit of rate-limiter-flexible).
+ * - One ban per offence: a ban is decided and written by one script (compare-and-set on the target's
+ *   history), so two instances crossing the limit at once make one ban, counted once.
+ * - No ban lost in a failover: where the master has replicas, each ban write waits for one (WAIT) and
+ *   an unacknowledged write degrades health; every ban this instance made or holds is re-asserted (with
+ *   its original expiry, unless unbanned since: tombstones) whenever the store's list lacks it, which
+ *   the enforcer reads at every reconnect, Cluster topology change and every 30 s.
+ * - A hung Redis is a down Redis: every command has a deadline, and a watchdog PING that misses it
+ *   drops the connection, so commands fail at once (counting falls back to memory) until Redis answers.
+ * - While Redis is unreachable, ban writes are queued in memory and written on reconnect (history
+ *   included); counters fall back to an in-memory insurance limiter.
  */
 export class RedisStore implements Store {
   private readonly origin = randomUUID();
   private readonly listeners = new Set<(e: BanEvent) => void>();
   private readonly pending: PendingOp[] = [];
-  private readonly channel: string;
+  private readonly keys: RedisKeys;
+  /** Active bans this instance made or heard of: re-asserted when the store lost them. */
+  private readonly known = new Map<string, { ban: Ban; windowSeconds: number }>();
+  /** This instance's last known ban count per target, for bans decided while Redis is away. */
+  private readonly localHist = new Map<string, { count: number; expiresAt: number }>();
+  private readonly kind: RedisKind;
+  private readonly commandTimeoutMs: number;
+  private readonly ackTimeoutMs: number;
+  private readonly watchdog: NodeJS.Timeout;
   private lastError = '';
+  /** Why the last ban write failed or was not acknowledged by a replica ('' once one succeeds). */
+  private writeProblem = '';
+  private hung = false;
+  private replicaReadings: number[] = [];
+  private reasserted = 0;
   private flushing = false;
   private closed = false;
+  private migrated = false;
+  private topologyTimer: NodeJS.Timeout | null = null;
+  /** Told the store's problems ('' when healthy) once a second by the watchdog (the caller logs changes). */
+  onProblem: ((problem: string) => void) | undefined;
 
   constructor(
     private readonly redis: Redis | Cluster,
     private readonly subscriber: Redis | Cluster,
     private readonly prefix: string,
     private readonly clock: Clock,
+    opts: RedisStoreOptions = {},
   ) {
-    this.channel = `${prefix}events`;
+    this.keys = new RedisKeys(prefix);
+    this.kind = opts.kind ?? ('nodes' in redis && typeof redis.nodes === 'function' ? 'cluster' : 'single');
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? 1000;
+    this.ackTimeoutMs = opts.replicaAckTimeoutMs ?? Math.min(this.commandTimeoutMs, 500);
+    redis.defineCommand('gkCreateBan', { numberOfKeys: 4, lua: CREATE_BAN });
+    redis.defineCommand('gkAssertBan', { numberOfKeys: 4, lua: ASSERT_BAN });
+    redis.defineCommand('gkRemoveBan', { numberOfKeys: 3, lua: REMOVE_BAN });
+    redis.defineCommand('gkRecordBan', { numberOfKeys: 1, lua: RECORD_BAN });
     redis.on('error', (err: Error) => {
       this.lastError = err.message;
     });
     redis.on('ready', () => {
       this.lastError = '';
-      void this.flushPending();
+      this.hung = false;
+      void this.onReady();
     });
+    if (this.kind === 'cluster') {
+      // A failover moves slots to a promoted replica: read the list again (and re-assert what it lost).
+      for (const ev of ['+node', '-node']) redis.on(ev, () => this.topologyChanged());
+    }
     subscriber.on('error', () => undefined);
     subscriber.on('ready', () => {
       // (Re)subscribe once connected (commands are not queued while offline), then ask listeners to
       // reload: events published while we were away are lost.
-      void subscriber.subscribe(this.channel).then(
+      void subscriber.subscribe(this.keys.channel).then(
         () => this.emit({ type: 'resync' }),
         () => undefined,
       );
     });
     subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.channel) return;
+      if (channel !== this.keys.channel) return;
       let wire: WireEvent;
       try {
         wire = JSON.parse(message) as WireEvent;
       } catch {
         return;
       }
-      if (wire.origin !== this.origin) this.emit(wire.event);
+      if (wire.origin === this.origin) return;
+      const e = wire.event;
+      if (e.type === 'ban') this.remember(e.ban, 0);
+      else if (e.type === 'unban') this.known.delete(e.target);
+      else if (e.type === 'unban-all') this.known.clear();
+      this.emit(e);
     });
+    const every = Math.max(1000, this.commandTimeoutMs);
+    this.watchdog = setInterval(() => void this.ping(), every);
+    this.watchdog.unref();
   }
 
   get ready(): boolean {
-    return this.redis.status === 'ready';
+    return this.redis.status === 'ready' && !this.hung;
+  }
+
+  private get scripted(): Scripted {
+    return this.redis as unknown as Scripted;
   }
 
   counter(spec: CounterSpec): FailureCounter {
@@ -90,6 +160,66 @@ export class RedisStore implements Store {
     );
   }
 
+  private async onReady(): Promise<void> {
+    await this.refreshReplicas().catch(() => undefined);
+    if (!this.migrated) {
+      this.migrated = true;
+      await this.migrateLegacy().catch(() => undefined);
+    }
+    await this.flushPending();
+    // After a reconnect (a master switch among them) the listeners reload the list, which re-asserts
+    // what the new master lacks.
+    this.emit({ type: 'resync' });
+  }
+
+  private topologyChanged(): void {
+    if (this.topologyTimer || this.closed) return;
+    this.topologyTimer = setTimeout(() => {
+      this.topologyTimer = null;
+      this.emit({ type: 'resync' });
+    }, 1000);
+    this.topologyTimer.unref();
+  }
+
+  /**
+   * The watchdog: a PING (to every master of a Cluster) that misses the command deadline marks Redis as
+   * hung. A single/Sentinel connection is then dropped and reopened, so commands fail at once instead of
+   * each waiting out its deadline; it is ready again when Redis answers.
+   */
+  private async ping(): Promise<void> {
+    this.onProblem?.(this.health().ok ? '' : this.health().detail);
+    if (this.closed || this.redis.status !== 'ready') return;
+    try {
+      const targets = this.kind === 'cluster' ? (this.redis as Cluster).nodes('master') : [this.redis as Redis];
+      await Promise.all(targets.map((n) => n.ping()));
+      this.hung = false;
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (!/timed out/i.test(msg)) return;
+      this.hung = true;
+      this.lastError = `no answer within ${this.commandTimeoutMs} ms (redis.commandTimeout)`;
+      if (this.kind !== 'cluster') this.redis.disconnect(true);
+    }
+  }
+
+  /** How many replicas a ban write waits for: the master's (every master's, least) connected replicas. */
+  private async refreshReplicas(): Promise<void> {
+    const nodes = this.kind === 'cluster' ? (this.redis as Cluster).nodes('master') : [this.redis as Redis];
+    const counts = await Promise.all(
+      nodes.map(async (n) => {
+        const role = (await n.role()) as unknown[];
+        return role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+      }),
+    );
+    // The higher of the last two readings: a replica that vanishes because it is being promoted (a
+    // planned failover) must not make the writes just before the switch skip WAIT.
+    this.replicaReadings = [...this.replicaReadings.slice(-1), counts.length > 0 ? Math.min(...counts) : 0];
+  }
+
+  private get replicas(): number {
+    return this.replicaReadings.length > 0 ? Math.max(...this.replicaReadings) : 0;
+  }
+
   private emit(event: BanEvent): void {
     for (const l of this.listeners) {
       try {
@@ -100,52 +230,123 @@ export class RedisStore implements Store {
     }
   }
 
-  private async publish(event: BanEvent): Promise<void> {
-    await this.redis.publish(this.channel, JSON.stringify({ origin: this.origin, event } satisfies WireEvent));
+  private publish(event: BanEvent): void {
+    // Best effort: an instance that misses an event reloads the list within 30 s.
+    this.redis.publish(this.keys.channel, JSON.stringify({ origin: this.origin, event } satisfies WireEvent)).catch(() => undefined);
+  }
+
+  private remember(ban: Ban, windowSeconds: number): void {
+    const prev = this.known.get(ban.target);
+    this.known.delete(ban.target);
+    if (this.known.size >= MAX_KNOWN) this.known.delete(this.known.keys().next().value!);
+    this.known.set(ban.target, { ban, windowSeconds: Math.max(windowSeconds, prev?.windowSeconds ?? 0) });
+    if (windowSeconds > 0) this.rememberCount(ban.target, ban.count, windowSeconds);
+  }
+
+  private rememberCount(target: string, count: number, windowSeconds: number): void {
+    this.localHist.delete(target);
+    if (this.localHist.size >= MAX_KNOWN) this.localHist.delete(this.localHist.keys().next().value!);
+    this.localHist.set(target, { count, expiresAt: this.clock.now() + windowSeconds * 1000 });
+  }
+
+  private localCount(target: string): number {
+    const h = this.localHist.get(target);
+    return h && h.expiresAt > this.clock.now() ? h.count : 0;
+  }
+
+  private noteWriteError(err: unknown): void {
+    this.lastError = (err as Error).message;
+    this.writeProblem = `ban write failed: ${(err as Error).message}`;
+  }
+
+  /** Checks WAIT's answer: fewer replicas than asked means the write could vanish in a failover. */
+  private noteAck(acked: unknown, target: string): void {
+    if (typeof acked === 'number' && acked < 1) {
+      this.writeProblem = `ban of ${target} not acknowledged by a replica within ${this.ackTimeoutMs} ms (WAIT); it is re-asserted if lost`;
+    } else {
+      this.writeProblem = '';
+    }
+  }
+
+  async createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
+    const k = this.keys.ban(target);
+    const histTtl = Math.max(1, Math.ceil(windowSeconds));
+    if (this.ready) {
+      const local = this.localCount(target);
+      let expected = local > 0 ? String(local) : '';
+      try {
+        for (let attempt = 0; attempt < 8; attempt++) {
+          const now = this.clock.now();
+          const count = (Number(expected) || 0) + 1;
+          const ban = make(count);
+          const ttl = Math.max(1, Math.ceil(ban.until - now));
+          const p = this.redis.pipeline() as unknown as Scripted & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
+          void p.gkCreateBan(k.ban, k.hist, k.index, k.tomb, expected, JSON.stringify(ban), ttl, target, ban.until, count, histTtl, replace ? '1' : '0');
+          const waitFor = this.replicas > 0;
+          if (waitFor) p.wait(1, this.ackTimeoutMs);
+          const res = (await p.exec()) ?? [];
+          const [err, reply] = res[0] ?? [new Error('no reply'), null];
+          if (err) throw err;
+          const [status, value] = reply as [string, string];
+          if (status === 'exists') {
+            const cur = activeBan(value, now);
+            if (!cur) continue;
+            this.remember(cur, windowSeconds);
+            return { ban: cur, created: false };
+          }
+          if (status === 'retry') {
+            expected = value;
+            continue;
+          }
+          if (waitFor) this.noteAck(res[1]?.[1], target);
+          else this.writeProblem = '';
+          this.remember(ban, windowSeconds);
+          this.emit({ type: 'ban', ban });
+          this.publish({ type: 'ban', ban });
+          return { ban, created: true };
+        }
+        throw new Error('ban decision did not settle after 8 attempts');
+      } catch (err) {
+        this.noteWriteError(err);
+      }
+    }
+    // Redis away: decide from this instance's memory of the target's bans, write when it is back.
+    const ban = make(this.localCount(target) + 1);
+    this.remember(ban, windowSeconds);
+    this.queue({ type: 'ban', ban, windowSeconds });
+    this.emit({ type: 'ban', ban });
+    return { ban, created: true };
+  }
+
+  /** Writes a ban decided earlier with its original expiry (see ASSERT_BAN). */
+  private async assertBan(ban: Ban, windowSeconds: number, unbanAllAt: number): Promise<string> {
+    const ttl = Math.ceil(ban.until - this.clock.now());
+    if (ttl <= 0) return 'expired';
+    const k: BanKeys = this.keys.ban(ban.target);
+    return this.scripted.gkAssertBan(k.ban, k.hist, k.index, k.tomb, JSON.stringify(ban), ttl, ban.target, ban.until, windowSeconds > 0 ? ban.count : 0, Math.max(1, Math.ceil(windowSeconds)), ban.since, unbanAllAt);
+  }
+
+  private async unbanAllAt(): Promise<number> {
+    return Number(await this.redis.get(this.keys.unbanAll)) || 0;
   }
 
   private async write(op: PendingOp): Promise<void> {
-    const p = this.prefix;
     if (op.type === 'ban') {
-      const ttl = op.ban.until - this.clock.now();
-      if (ttl <= 0) return;
-      await this.redis
-        .multi()
-        .set(`${p}ban:${op.ban.target}`, JSON.stringify(op.ban), 'PX', Math.ceil(ttl))
-        .zadd(`${p}bans`, op.ban.until, op.ban.target)
-        .exec();
-    } else if (op.type === 'unban') {
-      await this.redis.multi().del(`${p}ban:${op.target}`).zrem(`${p}bans`, op.target).exec();
-    } else {
-      const targets = await this.redis.zrange(`${p}bans`, 0, -1);
-      const m = this.redis.multi();
-      for (const t of targets) m.del(`${p}ban:${t}`);
-      m.del(`${p}bans`);
-      await m.exec();
-    }
-    await this.publish(op);
-  }
-
-  /** Writes now, or queues the write for when Redis is back. Local listeners hear of it at once. */
-  private async apply(op: PendingOp): Promise<void> {
-    this.emit(op);
-    if (!this.ready) {
-      this.queue(op);
+      const r = await this.assertBan(op.ban, op.windowSeconds, await this.unbanAllAt());
+      if (r === 'unbanned') this.known.delete(op.ban.target);
+      if (r === 'ok') this.publish(op);
       return;
     }
-    try {
-      await this.write(op);
-    } catch (err) {
-      this.lastError = (err as Error).message;
-      this.queue(op);
-    }
+    if (op.type === 'unban') await this.removeNow(op.target, op.at);
+    else await this.removeAllNow(op.at);
+    this.publish(op.type === 'unban' ? { type: 'unban', target: op.target } : { type: 'unban-all' });
   }
 
   private queue(op: PendingOp): void {
     if (op.type === 'unban-all') this.pending.length = 0;
     this.pending.push(op);
-    // Bound the queue: a very long outage keeps the newest 100k operations.
-    if (this.pending.length > 100_000) this.pending.splice(0, this.pending.length - 100_000);
+    // Bound the queue: a very long outage keeps the newest operations.
+    if (this.pending.length > PENDING_MAX) this.pending.splice(0, this.pending.length - PENDING_MAX);
   }
 
   private async flushPending(): Promise<void> {
@@ -153,31 +354,99 @@ export class RedisStore implements Store {
     this.flushing = true;
     try {
       while (this.pending.length > 0 && this.ready && !this.closed) {
-        const op = this.pending[0]!;
-        await this.write(op);
+        await this.write(this.pending[0]!);
         this.pending.shift();
       }
     } catch (err) {
-      this.lastError = (err as Error).message;
+      this.noteWriteError(err);
     } finally {
       this.flushing = false;
     }
   }
 
+  /** Bans of the layout before sharding: written into the shards once, then the old index is dropped. */
+  private async migrateLegacy(): Promise<void> {
+    const idx = this.keys.legacyIndex;
+    if ((await this.redis.type(idx)) !== 'zset') return;
+    const now = this.clock.now();
+    for (const t of await this.redis.zrangebyscore(idx, now, '+inf')) {
+      const ban = activeBan(await this.redis.get(this.keys.legacyBan(t)), now);
+      if (ban) await this.assertBan(ban, 0, 0);
+    }
+    await this.redis.del(idx);
+  }
+
   async addBan(ban: Ban): Promise<void> {
-    await this.apply({ type: 'ban', ban });
+    this.remember(ban, 0);
+    this.emit({ type: 'ban', ban });
+    const op: PendingOp = { type: 'ban', ban, windowSeconds: 0 };
+    if (!this.ready) return this.queue(op);
+    try {
+      const k = this.keys.ban(ban.target);
+      const ttl = Math.ceil(ban.until - this.clock.now());
+      if (ttl <= 0) return;
+      await this.redis.multi().set(k.ban, JSON.stringify(ban), 'PX', ttl).zadd(k.index, ban.until, ban.target).del(k.tomb).exec();
+      this.publish(op);
+    } catch (err) {
+      this.noteWriteError(err);
+      this.queue(op);
+    }
+  }
+
+  private async removeNow(target: string, at: number): Promise<boolean> {
+    const k = this.keys.ban(target);
+    return (await this.scripted.gkRemoveBan(k.ban, k.index, k.tomb, target, at, TOMBSTONE_MS)) === 1;
+  }
+
+  private async removeAllNow(at: number): Promise<number> {
+    await this.redis.set(this.keys.unbanAll, String(at));
+    const now = this.clock.now();
+    const counts = await Promise.all(
+      Array.from({ length: BAN_SHARDS }, async (_, shard) => {
+        const index = this.keys.shardIndex(shard);
+        const targets = await this.redis.zrangebyscore(index, now, '+inf');
+        const m = this.redis.multi();
+        for (const t of targets) m.del(this.keys.banKeyInShard(shard, t));
+        m.del(index);
+        await m.exec();
+        return targets.length;
+      }),
+    );
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   async removeBan(target: string): Promise<boolean> {
-    const existed = this.ready ? (await this.redis.exists(`${this.prefix}ban:${target}`).catch(() => 0)) === 1 : false;
-    await this.apply({ type: 'unban', target });
-    return existed;
+    this.known.delete(target);
+    this.emit({ type: 'unban', target });
+    const at = this.clock.now();
+    if (this.ready) {
+      try {
+        const had = await this.removeNow(target, at);
+        this.publish({ type: 'unban', target });
+        return had;
+      } catch (err) {
+        this.noteWriteError(err);
+      }
+    }
+    this.queue({ type: 'unban', target, at });
+    return false;
   }
 
   async removeAllBans(): Promise<number> {
-    const n = this.ready ? await this.redis.zcount(`${this.prefix}bans`, this.clock.now(), '+inf').catch(() => 0) : 0;
-    await this.apply({ type: 'unban-all' });
-    return n;
+    this.known.clear();
+    this.emit({ type: 'unban-all' });
+    const at = this.clock.now();
+    if (this.ready) {
+      try {
+        const n = await this.removeAllNow(at);
+        this.publish({ type: 'unban-all' });
+        return n;
+      } catch (err) {
+        this.noteWriteError(err);
+      }
+    }
+    this.queue({ type: 'unban-all', at });
+    return 0;
   }
 
   async getBan(target: string): Promise<Ban | null> {
@@ -188,33 +457,73 @@ export class RedisStore implements Store {
       if (op.type === 'unban-all' || (op.type === 'unban' && op.target === target)) return null;
       if (op.type === 'ban' && op.ban.target === target) return op.ban.until > now ? op.ban : null;
     }
-    return activeBan(await this.redis.get(`${this.prefix}ban:${target}`), now);
+    return activeBan(await this.redis.get(this.keys.ban(target).ban), now);
   }
 
+  /**
+   * Active bans: every shard's index, read and pruned. A ban this instance made or holds that the store
+   * lacks (lost in a failover) is written again here with its original expiry, unless it was lifted.
+   */
   async listBans(): Promise<Ban[]> {
     const now = this.clock.now();
-    const p = this.prefix;
-    await this.redis.zremrangebyscore(`${p}bans`, '-inf', now);
-    const targets = await this.redis.zrangebyscore(`${p}bans`, now, '+inf');
-    const out: Ban[] = [];
-    for (let i = 0; i < targets.length; i += 500) {
-      const chunk = targets.slice(i, i + 500);
-      const values = await this.redis.mget(...chunk.map((t) => `${p}ban:${t}`));
-      for (const v of values) {
-        const ban = activeBan(v, now);
-        if (ban) out.push(ban);
+    void this.refreshReplicas().catch(() => undefined);
+    const unbanAllAt = await this.unbanAllAt();
+    const shards = await Promise.all(
+      Array.from({ length: BAN_SHARDS }, async (_, shard) => {
+        const index = this.keys.shardIndex(shard);
+        await this.redis.zremrangebyscore(index, '-inf', now);
+        const targets = await this.redis.zrangebyscore(index, now, '+inf');
+        const out: Ban[] = [];
+        for (let i = 0; i < targets.length; i += 500) {
+          const chunk = targets.slice(i, i + 500);
+          const values = await this.redis.mget(...chunk.map((t) => this.keys.banKeyInShard(shard, t)));
+          for (const v of values) {
+            const ban = activeBan(v, now);
+            if (ban) out.push(ban);
+          }
+        }
+        return out;
+      }),
+    );
+    const out = shards.flat();
+    const listed = new Set(out.map((b) => b.target));
+    for (const b of out) if (!this.known.has(b.target)) this.remember(b, 0);
+    const queued = new Set<string>();
+    for (const op of this.pending) {
+      if (op.type === 'ban' && op.ban.until > now) {
+        out.push(op.ban);
+        queued.add(op.ban.target);
       }
     }
-    // Bans written here but not yet flushed are active too.
-    for (const op of this.pending) if (op.type === 'ban' && op.ban.until > now) out.push(op.ban);
+    for (const [target, { ban, windowSeconds }] of this.known) {
+      if (ban.until <= now) {
+        this.known.delete(target);
+        continue;
+      }
+      if (listed.has(target) || queued.has(target) || ban.until - now < REASSERT_MARGIN_MS) continue;
+      let r = 'error';
+      try {
+        r = await this.assertBan(ban, windowSeconds, unbanAllAt);
+      } catch (err) {
+        this.noteWriteError(err);
+      }
+      if (r === 'unbanned') {
+        this.known.delete(target);
+        continue;
+      }
+      if (r === 'ok') {
+        this.reasserted++;
+        this.publish({ type: 'ban', ban });
+      }
+      out.push(ban);
+    }
     return out;
   }
 
   async recordBan(target: string, windowSeconds: number): Promise<number> {
-    const key = `${this.prefix}banhist:${target}`;
-    const res = await this.redis.multi().incr(key).expire(key, Math.max(1, Math.ceil(windowSeconds))).exec();
-    const count = res?.[0]?.[1];
-    return typeof count === 'number' ? count : 1;
+    const count = await this.scripted.gkRecordBan(this.keys.ban(target).hist, Math.max(1, Math.ceil(windowSeconds)));
+    this.rememberCount(target, count, windowSeconds);
+    return count;
   }
 
   subscribe(listener: (event: BanEvent) => void): () => void {
@@ -223,33 +532,42 @@ export class RedisStore implements Store {
   }
 
   async setFlag(key: string, ttlSeconds: number): Promise<void> {
-    await this.redis.set(`${this.prefix}flag:${key}`, '1', 'PX', Math.max(1, Math.ceil(ttlSeconds * 1000)));
+    await this.redis.set(this.keys.flag(key), '1', 'PX', Math.max(1, Math.ceil(ttlSeconds * 1000)));
   }
 
   async hasFlag(key: string): Promise<boolean> {
-    return (await this.redis.exists(`${this.prefix}flag:${key}`)) === 1;
+    return (await this.redis.exists(this.keys.flag(key))) === 1;
   }
 
   async getValue(key: string): Promise<string | null> {
-    return this.redis.get(`${this.prefix}val:${key}`);
+    return this.redis.get(this.keys.value(key));
   }
 
   async setValue(key: string, value: string): Promise<void> {
-    await this.redis.set(`${this.prefix}val:${key}`, value);
+    await this.redis.set(this.keys.value(key), value);
   }
 
   health(): StoreHealth {
-    const ok = this.ready;
+    const problems: string[] = [];
+    if (this.redis.status !== 'ready') problems.push(`redis ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`);
+    else if (this.hung) problems.push(`redis hung: ${this.lastError}`);
+    if (this.pending.length > 0) problems.push(`${this.pending.length} ban write(s) waiting for redis`);
+    if (this.writeProblem) problems.push(this.writeProblem);
+    const ok = problems.length === 0;
     return {
       backend: 'redis',
       ok,
-      detail: ok ? 'connected' : `redis ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`,
+      detail: ok ? `connected (${this.kind})` : problems.join('; '),
       pendingWrites: this.pending.length,
+      replicas: this.replicas,
+      reasserted: this.reasserted,
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watchdog);
+    if (this.topologyTimer) clearTimeout(this.topologyTimer);
     this.listeners.clear();
     await Promise.allSettled([this.subscriber.quit(), this.redis.quit()]);
     this.subscriber.disconnect();

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { RedisKeys } from '../../src/store/redis-keys.js';
 
 /** The lowest port the kernel hands out to outgoing connections (32768 when unreadable). */
 function ephemeralLow(): number {
@@ -43,6 +44,10 @@ export interface RedisServer {
   readonly url: string;
   /** A client for assertions (what is really in Redis); closed by stop(). */
   client(): Redis;
+  /** Stops the process (SIGSTOP: a hung host; connections stay open, nothing answers). */
+  pause(): void;
+  /** Lets a paused process run again (SIGCONT). */
+  resume(): void;
   /** Kills the server (SIGKILL: a crash, not a clean shutdown). */
   kill(): Promise<void>;
   /** Starts it again on the same port (after kill); nothing persisted. */
@@ -95,6 +100,12 @@ export async function startRedis(bin = 'redis-server'): Promise<RedisServer> {
       clients.push(c);
       return c;
     },
+    pause() {
+      proc?.kill('SIGSTOP');
+    },
+    resume() {
+      proc?.kill('SIGCONT');
+    },
     kill,
     start,
     async stop() {
@@ -103,4 +114,9 @@ export async function startRedis(bin = 'redis-server'): Promise<RedisServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The Redis key a ban of `target` is stored under (the sharded layout of src/store/redis-keys.ts). */
+export function banKey(target: string, prefix = 'gk:'): string {
+  return new RedisKeys(prefix).ban(target).ban;
 }
