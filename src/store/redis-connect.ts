@@ -40,6 +40,9 @@ export function connectRedis(url: string, opts: RedisConnectOptions): Redis | Cl
     commandTimeout: opts.commandTimeoutMs,
     lazyConnect: false,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 3000),
+    // A master demoted by a failover answers writes with READONLY until the client moves: reconnect (to
+    // the master Sentinel names now) and send the command again, instead of counting on a replica.
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
   };

@@ -75,6 +75,8 @@ export class RedisStore implements Store {
   private hung = false;
   private replicaReadings: number[] = [];
   private reasserted = 0;
+  /** The longest history window createBan was given (every instance has the same config): used for bans heard of. */
+  private historyWindowSeconds = 0;
   private flushing = false;
   private closed = false;
   private migrated = false;
@@ -193,6 +195,8 @@ export class RedisStore implements Store {
       const targets = this.kind === 'cluster' ? (this.redis as Cluster).nodes('master') : [this.redis as Redis];
       await Promise.all(targets.map((n) => n.ping()));
       this.hung = false;
+      // A Cluster client stays ready through a failover (no 'ready' event to flush on): retry here.
+      if (this.pending.length > 0) await this.flushPending();
     } catch (err) {
       const msg = (err as Error).message;
       if (!/timed out/i.test(msg)) return;
@@ -269,6 +273,7 @@ export class RedisStore implements Store {
   }
 
   async createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
+    this.historyWindowSeconds = Math.max(this.historyWindowSeconds, windowSeconds);
     const k = this.keys.ban(target);
     const histTtl = Math.max(1, Math.ceil(windowSeconds));
     if (this.ready) {
@@ -323,7 +328,9 @@ export class RedisStore implements Store {
     const ttl = Math.ceil(ban.until - this.clock.now());
     if (ttl <= 0) return 'expired';
     const k: BanKeys = this.keys.ban(ban.target);
-    return this.scripted.gkAssertBan(k.ban, k.hist, k.index, k.tomb, JSON.stringify(ban), ttl, ban.target, ban.until, windowSeconds > 0 ? ban.count : 0, Math.max(1, Math.ceil(windowSeconds)), ban.since, unbanAllAt);
+    // A ban heard of (not made here) keeps its history for the window this instance uses, or at least as long as the ban.
+    const window = Math.max(windowSeconds || this.historyWindowSeconds, ttl / 1000);
+    return this.scripted.gkAssertBan(k.ban, k.hist, k.index, k.tomb, JSON.stringify(ban), ttl, ban.target, ban.until, ban.count, Math.max(1, Math.ceil(window)), ban.since, unbanAllAt);
   }
 
   private async unbanAllAt(): Promise<number> {

@@ -35,6 +35,15 @@ async function freePortPair(taken: Set<number>): Promise<number> {
   throw new Error('no free port pair found');
 }
 
+/** A replica syncs at once (Redis 7 waits 5 s for more replicas by default; a replica never synced cannot be promoted). */
+const FAST_SYNC = ['--repl-diskless-sync-delay', '0'];
+
+/** True when every replica among `ports` has its link to the master up. */
+async function replicasInSync(clients: Redis[], ports: readonly number[]): Promise<boolean> {
+  const infos = await Promise.all(ports.map((p) => trackedClient(clients, p).info('replication').catch(() => '')));
+  return infos.every((i) => i !== '' && (!i.includes('role:slave') || i.includes('master_link_status:up')));
+}
+
 interface Node {
   readonly port: number;
   proc: ChildProcess | null;
@@ -100,7 +109,7 @@ export async function startSentinel(): Promise<SentinelSetup> {
   const taken = new Set<number>();
   const masterPort = await freePortPair(taken);
   const replicaPort = await freePortPair(taken);
-  const base = (port: number): string[] => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`];
+  const base = (port: number): string[] => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, ...FAST_SYNC];
   const nodes = new Map<number, Node>();
   nodes.set(masterPort, { port: masterPort, proc: null, args: base(masterPort) });
   nodes.set(replicaPort, { port: replicaPort, proc: null, args: [...base(replicaPort), '--replicaof', '127.0.0.1', String(masterPort)] });
@@ -143,6 +152,7 @@ export async function startSentinel(): Promise<SentinelSetup> {
     20_000,
     'sentinels see the replica and each other',
   );
+  await waitFor(() => replicasInSync(clients, [masterPort, replicaPort]), 20_000, 'replica in sync');
   const setup: SentinelSetup = {
     url: `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/mymaster`,
     sentinelPorts: sentinels.map((s) => s.port),
@@ -206,7 +216,7 @@ export async function startCluster(): Promise<ClusterSetup> {
     nodes.push({
       port,
       proc: null,
-      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '1000', '--dbfilename', `dump-${port}.rdb`],
+      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '1000', '--dbfilename', `dump-${port}.rdb`, ...FAST_SYNC],
     });
   }
   for (const n of nodes) spawnNode(n);
@@ -219,9 +229,10 @@ export async function startCluster(): Promise<ClusterSetup> {
     return infos.every((i) => i.includes('cluster_state:ok'));
   };
   await waitFor(clusterOk, 30_000, 'cluster state ok on every node');
+  await waitFor(() => replicasInSync(clients, nodes.map((n) => n.port)), 20_000, 'cluster replicas in sync');
   const slots = async (): Promise<Array<[number, number, number]>> => {
     const any = alive()[0]!;
-    const raw = (await trackedClient(clients, any.port).cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+    const raw = (await trackedClient(clients, any.port).cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
     return raw.map(([from, to, [, port]]) => [from, to, port]);
   };
   const setup: ClusterSetup = {

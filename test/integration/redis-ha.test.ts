@@ -1,0 +1,256 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { RedisKeys } from '../../src/store/redis-keys.js';
+import { which } from '../helpers/binaries.js';
+import { startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
+import { startGatekeeper, testConfig, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
+import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
+import { startCluster, startSentinel, type ClusterSetup, type SentinelSetup } from '../helpers/redis-ha.js';
+
+/*
+ * Two real gatekeeper processes on one Redis Sentinel deployment (1 master, 1 replica, 3 sentinels) and
+ * on one Redis Cluster (3 masters, 3 replicas), under attack and benign traffic, through planned and
+ * crash failovers. What a user sees: no 5xx, every ban kept, one ban per offence (its history counted
+ * once), and no address past the documented outage bound: (instances + 1) × maxretry wrong guesses.
+ */
+const missing = ['redis-server', 'redis-cli'].filter((b) => !which(b));
+const skip = missing.length > 0 && process.env.CI !== 'true' ? `${missing.join(', ')} not installed: apt-get install -y redis-server redis-tools` : false;
+if (skip) process.stderr.write(`\n*** SKIPPED Redis Sentinel/Cluster tests: ${skip} ***\n`);
+
+const json = { 'content-type': 'application/json' };
+const MAXRETRY = 3;
+const keys = new RedisKeys('gk:');
+
+interface Run {
+  /** Every status a client saw. */
+  readonly statuses: number[];
+  stop(): Promise<void>;
+}
+
+/** Benign GETs through both gatekeepers until stopped. */
+function benign(gks: GatekeeperProcess[]): Run {
+  const statuses: number[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    for (let i = 0; !stopped; i++) {
+      const r = await send('127.0.0.9', gks[i % gks.length]!.url('web', '/normal')).catch(() => ({ status: 0 }));
+      statuses.push(r.status);
+      await new Promise((res) => setTimeout(res, 5));
+    }
+  })();
+  return {
+    statuses,
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+/** One attacker address: 2 × maxretry wrong logins at once, half through each gatekeeper. */
+async function attack(ip: string, gks: GatekeeperProcess[], statuses: number[]): Promise<void> {
+  const replies = await Promise.all(
+    Array.from({ length: 2 * MAXRETRY }, (_, i) =>
+      send(ip, gks[i % gks.length]!.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: json, body: soapJsonAuth('victim@example.com', `guess${i}`) }).catch(() => ({ status: 0 })),
+    ),
+  );
+  for (const r of replies) statuses.push(r.status);
+}
+
+async function healthy(gk: GatekeeperProcess): Promise<boolean> {
+  const r = await send('127.0.0.1', gk.url('api', '/healthz')).catch(() => null);
+  if (!r) return false;
+  return (JSON.parse(r.body) as { status: string }).status === 'ok';
+}
+
+/**
+ * Attacks `ips` one after another through both gatekeepers while `disrupt` runs alongside, then checks
+ * what the issue asks for against the Redis that serves after the failover.
+ */
+async function underAttack(
+  gks: GatekeeperProcess[],
+  zimbra: FakeZimbra,
+  ips: string[],
+  disrupt: () => Promise<void>,
+  read: (key: string) => Promise<string | null>,
+): Promise<void> {
+  const traffic = benign(gks);
+  const attackStatuses: number[] = [];
+  let next = 0;
+  const attacker = (async () => {
+    while (next < ips.length) await attack(ips[next++]!, gks, attackStatuses);
+  })();
+  await waitFor(() => next >= 3, 20_000, 'first attacks done');
+  await disrupt();
+  await attacker;
+  await traffic.stop();
+  for (const gk of gks) {
+    await waitFor(() => healthy(gk), 30_000, 'both gatekeepers healthy after the failover').catch(async (err: Error) => {
+      throw new Error(`${err.message}: ${(await send('127.0.0.1', gk.url('api', '/healthz')).catch(() => ({ body: '?' }))).body}`);
+    });
+  }
+  // Let each instance's resync pass (at reconnect) re-assert what the failover lost.
+  const server5xx = [...traffic.statuses, ...attackStatuses].filter((s) => s >= 500 && s !== 500);
+  assert.deepEqual(server5xx, [], 'no 5xx from the gatekeeper (the SOAP fault 500 is Zimbra\'s answer to a wrong password)');
+  assert.ok(!traffic.statuses.includes(0), 'no benign request failed');
+  assert.ok(traffic.statuses.filter((s) => s === 200).length > 10, 'benign traffic flowed');
+  // No ban lost: every ban either instance made is in the Redis that serves now, a first offence,
+  // counted once. (An address whose guesses were counted partly before and partly after the switch may
+  // not have reached the limit in either place: it is bounded below, and banned at its next guesses.)
+  const banned = new Set(gks.flatMap((gk) => gk.logs.filter((l) => l.event === 'ban' && ips.includes(String(l.ip))).map((l) => String(l.ip))));
+  assert.ok(banned.size >= ips.length - 3, `most attackers banned (${banned.size} of ${ips.length})`);
+  for (const ip of banned) {
+    const raw = await waitFor(() => read(keys.ban(ip).ban), 15_000, `the ban of ${ip} in the Redis serving after the failover`).catch((err: Error) => {
+      // What each instance said about that address and its store, for the failure report.
+      const said = gks.map((gk, i) => gk.logs.filter((l) => l.ip === ip || (l.code === 'GK_ERR_STORE' && l.msg !== 'store operation failed') || /redis/.test(String(l.msg))).map((l) => `gk${i}: ${JSON.stringify(l)}`));
+      throw new Error(`${err.message}\n${said.flat().slice(-40).join('\n')}`);
+    });
+    assert.equal((JSON.parse(raw) as { count: number }).count, 1, `${ip}: a first offence`);
+    assert.equal(await read(keys.ban(ip).hist), '1', `${ip}: one ban per offence in its history`);
+  }
+  for (const ip of ips) {
+    const reached = zimbra.requests.filter((q) => q.headers['x-forwarded-for'] === ip).length;
+    assert.ok(reached <= (gks.length + 1) * MAXRETRY, `${ip}: ${reached} guesses reached Zimbra (bound ${(gks.length + 1) * MAXRETRY})`);
+  }
+  // Counting in the new master works: a fresh attacker is banned, through both instances.
+  const fresh = `${ips[0]!.split('.').slice(0, 3).join('.')}.200`;
+  await attack(fresh, gks, []);
+  const raw = await waitFor(() => read(keys.ban(fresh).ban), 5000, 'a ban after the failover');
+  assert.equal((JSON.parse(raw) as { count: number }).count, 1);
+  assert.equal(zimbra.requests.filter((q) => q.headers['x-forwarded-for'] === fresh).length, MAXRETRY, 'exactly maxretry guesses after the failover');
+}
+
+describe('Redis Sentinel: two gatekeepers through planned and crash failovers', { skip, timeout: 240_000 }, () => {
+  let sentinel: SentinelSetup;
+  let zimbra: FakeZimbra;
+  const gks: GatekeeperProcess[] = [];
+  const config = (): Record<string, unknown> =>
+    testConfig(zimbra.url, { redis: { url: sentinel.url, commandTimeout: '500ms', connectTimeout: '2s' }, jail: { ignoreip: [], maxretry: MAXRETRY }, account: { enabled: false } });
+  const master = async (): Promise<Redis> => sentinel.client(await sentinel.masterPort());
+
+  before(async () => {
+    sentinel = await startSentinel();
+    zimbra = await startFakeZimbra({ authDelayMs: 20 });
+    gks.push(await startGatekeeper(config()), await startGatekeeper(config()));
+  });
+  after(async () => {
+    for (const gk of gks) {
+      assert.equal(gk.proc.exitCode, null, 'the gatekeeper never crashed');
+      await gk.stop();
+    }
+    await closeAgents();
+    await zimbra?.close();
+    await sentinel?.stop();
+  });
+
+  it('makes one ban per offence when both instances see the same burst', async () => {
+    const ips = Array.from({ length: 10 }, (_, i) => `127.0.10.${i + 1}`);
+    const statuses: number[] = [];
+    for (const ip of ips) await attack(ip, gks, statuses);
+    const r = await master();
+    for (const ip of ips) {
+      await waitFor(() => r.get(keys.ban(ip).ban), 5000, `ban of ${ip}`);
+      assert.equal(await r.get(keys.ban(ip).hist), '1', `${ip}: counted once`);
+      const reached = zimbra.requests.filter((q) => q.headers['x-forwarded-for'] === ip).length;
+      assert.equal(reached, MAXRETRY, `${ip}: exactly maxretry guesses reached Zimbra`);
+    }
+    const bans = gks.flatMap((gk) => gk.logs.filter((l) => l.event === 'ban' && ips.includes(String(l.ip))));
+    assert.equal(bans.length, ips.length, 'one "banned" line per address across both instances');
+  });
+
+  it('planned failover (SENTINEL FAILOVER): no ban lost, no 5xx', async () => {
+    const old = await sentinel.masterPort();
+    const ips = Array.from({ length: 12 }, (_, i) => `127.0.11.${i + 1}`);
+    let current = old;
+    await underAttack(
+      gks,
+      zimbra,
+      ips,
+      async () => {
+        await sentinel.failover();
+        current = await sentinel.waitForNewMaster(old);
+      },
+      (key) => sentinel.client(current).get(key),
+    );
+  });
+
+  it('crash failover (master SIGKILLed): no ban lost, no 5xx', async () => {
+    const old = await sentinel.masterPort();
+    const ips = Array.from({ length: 12 }, (_, i) => `127.0.12.${i + 1}`);
+    let current = old;
+    await underAttack(
+      gks,
+      zimbra,
+      ips,
+      async () => {
+        await sentinel.kill(old);
+        current = await sentinel.waitForNewMaster(old);
+      },
+      (key) => sentinel.client(current).get(key),
+    );
+    // Bans made before the crash survived too (they were acknowledged by the replica).
+    for (let i = 1; i <= 10; i++) assert.ok(await sentinel.client(current).get(keys.ban(`127.0.10.${i}`).ban), `earlier ban of 127.0.10.${i} kept`);
+    await sentinel.restart(old);
+  });
+});
+
+describe('Redis Cluster with the default config: two gatekeepers, crash failover', { skip, timeout: 240_000 }, () => {
+  let cluster: ClusterSetup;
+  let zimbra: FakeZimbra;
+  const gks: GatekeeperProcess[] = [];
+  const config = (): Record<string, unknown> =>
+    testConfig(zimbra.url, { redis: { url: cluster.url, commandTimeout: '500ms', connectTimeout: '2s' }, jail: { ignoreip: [], maxretry: MAXRETRY }, account: { enabled: false } });
+  const read = async (key: string): Promise<string | null> => cluster.client(await cluster.masterOf(key)).get(key);
+
+  before(async () => {
+    cluster = await startCluster();
+    zimbra = await startFakeZimbra({ authDelayMs: 20 });
+    gks.push(await startGatekeeper(config()), await startGatekeeper(config()));
+  });
+  after(async () => {
+    for (const gk of gks) {
+      assert.equal(gk.proc.exitCode, null, 'the gatekeeper never crashed');
+      await gk.stop();
+    }
+    await closeAgents();
+    await zimbra?.close();
+    await cluster?.stop();
+  });
+
+  it('spreads keys over the masters and makes one ban per offence; a ban through one instance holds on the other', async () => {
+    const ips = Array.from({ length: 16 }, (_, i) => `127.0.20.${i + 1}`);
+    const statuses: number[] = [];
+    for (const ip of ips) await attack(ip, gks, statuses);
+    const holders = new Set<number>();
+    for (const ip of ips) {
+      const raw = await waitFor(() => read(keys.ban(ip).ban), 5000, `ban of ${ip}`);
+      assert.equal((JSON.parse(raw) as { count: number }).count, 1);
+      assert.equal(await read(keys.ban(ip).hist), '1', `${ip}: counted once`);
+      holders.add(await cluster.masterOf(keys.ban(ip).ban));
+    }
+    assert.ok(holders.size >= 2, `bans spread over ${holders.size} masters`);
+    assert.ok(statuses.every((s) => s < 500 || s === 500), 'no 5xx from the gatekeeper');
+    // A manual ban through instance 0 is refused by instance 1 at once (pub/sub on the Cluster).
+    const manual = await send('127.0.0.1', gks[0]!.url('api', '/api/bans'), { method: 'POST', headers: json, body: JSON.stringify({ ip: '127.0.21.1', seconds: 600 }) });
+    assert.ok(manual.status < 300, `ban accepted (${manual.status} ${manual.body})`);
+    // (a reset also means refused: a banned address gets the page once per proxy.banPageInterval)
+    await waitFor(() => send('127.0.21.1', gks[1]!.url('web', '/normal')).then((r) => r.status === 429, () => true), 5000, 'the other instance refuses the banned address');
+  });
+
+  it('crash failover of a master holding bans: no ban lost, no 5xx', async () => {
+    const ips = Array.from({ length: 12 }, (_, i) => `127.0.22.${i + 1}`);
+    const victim = await cluster.masterOf(keys.ban('127.0.20.1').ban);
+    await underAttack(
+      gks,
+      zimbra,
+      ips,
+      async () => {
+        await cluster.kill(victim);
+        await cluster.waitForFailover(victim);
+      },
+      read,
+    );
+    for (let i = 1; i <= 16; i++) assert.ok(await read(keys.ban(`127.0.20.${i}`).ban), `earlier ban of 127.0.20.${i} kept`);
+  });
+});
