@@ -70,8 +70,10 @@ export class RedisStore implements Store {
   private readonly ackTimeoutMs: number;
   private readonly watchdog: NodeJS.Timeout;
   private lastError = '';
-  /** Why the last ban write failed or was not acknowledged by a replica ('' once one succeeds). */
+  /** Why the last ban write failed ('' once a write succeeds). */
   private writeProblem = '';
+  /** A ban write no replica acknowledged ('' once a later WAIT covers it). */
+  private ackProblem = '';
   private hung = false;
   private replicaReadings: number[] = [];
   private reasserted = 0;
@@ -94,7 +96,8 @@ export class RedisStore implements Store {
     this.keys = new RedisKeys(prefix);
     this.kind = opts.kind ?? ('nodes' in redis && typeof redis.nodes === 'function' ? 'cluster' : 'single');
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 1000;
-    this.ackTimeoutMs = opts.replicaAckTimeoutMs ?? Math.min(this.commandTimeoutMs, 500);
+    // WAIT must answer within the command deadline, or the watchdog would take it for a hung Redis.
+    this.ackTimeoutMs = Math.min(opts.replicaAckTimeoutMs ?? 500, Math.floor(this.commandTimeoutMs * 0.8));
     redis.defineCommand('gkCreateBan', { numberOfKeys: 4, lua: CREATE_BAN });
     redis.defineCommand('gkAssertBan', { numberOfKeys: 4, lua: ASSERT_BAN });
     redis.defineCommand('gkRemoveBan', { numberOfKeys: 3, lua: REMOVE_BAN });
@@ -197,6 +200,8 @@ export class RedisStore implements Store {
       this.hung = false;
       // A Cluster client stays ready through a failover (no 'ready' event to flush on): retry here.
       if (this.pending.length > 0) await this.flushPending();
+      await this.refreshReplicas();
+      if (this.ackProblem) await this.confirmAck(targets);
     } catch (err) {
       const msg = (err as Error).message;
       if (!/timed out/i.test(msg)) return;
@@ -215,9 +220,9 @@ export class RedisStore implements Store {
         return role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
       }),
     );
-    // The higher of the last two readings: a replica that vanishes because it is being promoted (a
-    // planned failover) must not make the writes just before the switch skip WAIT.
-    this.replicaReadings = [...this.replicaReadings.slice(-1), counts.length > 0 ? Math.min(...counts) : 0];
+    // The highest of the last 10 readings (one a second): a replica that vanishes because it is being
+    // promoted (a planned failover) must not make the writes just before the switch skip WAIT.
+    this.replicaReadings = [...this.replicaReadings.slice(-9), counts.length > 0 ? Math.min(...counts) : 0];
   }
 
   private get replicas(): number {
@@ -263,13 +268,23 @@ export class RedisStore implements Store {
     this.writeProblem = `ban write failed: ${(err as Error).message}`;
   }
 
-  /** Checks WAIT's answer: fewer replicas than asked means the write could vanish in a failover. */
-  private noteAck(acked: unknown, target: string): void {
-    if (typeof acked === 'number' && acked < 1) {
-      this.writeProblem = `ban of ${target} not acknowledged by a replica within ${this.ackTimeoutMs} ms (WAIT); it is re-asserted if lost`;
+  /** Checks WAIT's answer: fewer replicas than asked (or no answer) means the write could vanish in a failover. */
+  private noteAck(reply: [Error | null, unknown] | undefined, target: string): void {
+    if (!reply || reply[0] || typeof reply[1] !== 'number' || reply[1] < 1) {
+      this.ackProblem = `ban of ${target} not acknowledged by a replica within ${this.ackTimeoutMs} ms (WAIT); re-asserted if a failover loses it`;
     } else {
-      this.writeProblem = '';
+      this.ackProblem = '';
     }
+  }
+
+  /** WAIT on each connection again: once a replica has every earlier write, the unacknowledged ban is safe. */
+  private async confirmAck(nodes: Array<Redis>): Promise<void> {
+    if (this.replicas === 0) {
+      this.ackProblem = '';
+      return;
+    }
+    const acked = await Promise.all(nodes.map((n) => n.wait(1, this.ackTimeoutMs)));
+    if (acked.every((n) => n >= 1)) this.ackProblem = '';
   }
 
   async createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
@@ -303,8 +318,8 @@ export class RedisStore implements Store {
             expected = value;
             continue;
           }
-          if (waitFor) this.noteAck(res[1]?.[1], target);
-          else this.writeProblem = '';
+          this.writeProblem = '';
+          if (waitFor) this.noteAck(res[1], target);
           this.remember(ban, windowSeconds);
           this.emit({ type: 'ban', ban });
           this.publish({ type: 'ban', ban });
@@ -363,6 +378,7 @@ export class RedisStore implements Store {
       while (this.pending.length > 0 && this.ready && !this.closed) {
         await this.write(this.pending[0]!);
         this.pending.shift();
+        if (this.pending.length === 0) this.writeProblem = '';
       }
     } catch (err) {
       this.noteWriteError(err);
@@ -560,6 +576,7 @@ export class RedisStore implements Store {
     else if (this.hung) problems.push(`redis hung: ${this.lastError}`);
     if (this.pending.length > 0) problems.push(`${this.pending.length} ban write(s) waiting for redis`);
     if (this.writeProblem) problems.push(this.writeProblem);
+    if (this.ackProblem) problems.push(this.ackProblem);
     const ok = problems.length === 0;
     return {
       backend: 'redis',

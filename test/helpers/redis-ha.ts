@@ -93,6 +93,11 @@ export interface SentinelSetup {
   masterPort(): Promise<number>;
   /** A client to the data node on `port`. */
   client(port: number): Redis;
+  /** SIGSTOPs / SIGCONTs the data node on `port` (a hung host). */
+  pause(port: number): void;
+  resume(port: number): void;
+  /** The port of the replica, as the sentinels say. */
+  replicaPort(): Promise<number>;
   /** SIGKILLs the data node on `port` (a crash); restart() brings it back as it was configured. */
   kill(port: number): Promise<void>;
   restart(port: number): Promise<void>;
@@ -161,6 +166,12 @@ export async function startSentinel(): Promise<SentinelSetup> {
       return Number(port);
     },
     client: (port) => trackedClient(clients, port),
+    pause: (port) => nodes.get(port)!.proc?.kill('SIGSTOP'),
+    resume: (port) => nodes.get(port)!.proc?.kill('SIGCONT'),
+    async replicaPort() {
+      const master = await setup.masterPort();
+      return [...nodes.keys()].find((p) => p !== master)!;
+    },
     kill: (port) => killNode(nodes.get(port)!),
     async restart(port) {
       const n = nodes.get(port)!;
@@ -184,6 +195,7 @@ export async function startSentinel(): Promise<SentinelSetup> {
     },
     async stop() {
       for (const c of clients.splice(0)) c.disconnect();
+      for (const n of nodes.values()) n.proc?.kill('SIGCONT');
       await Promise.all([...sentinels, ...nodes.values()].map((n) => killNode(n)));
       rmSync(dir, { recursive: true, force: true });
     },

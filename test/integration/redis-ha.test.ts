@@ -175,6 +175,34 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
     );
   });
 
+  it('a ban write no replica acknowledged (replica hung) degrades /healthz with the reason until the replica has it', async () => {
+    // After the planned failover the old master has to rejoin as the new one's replica first.
+    const replicated = async (): Promise<boolean> => /slave0:.*state=online/.test(await (await master()).info('replication'));
+    await waitFor(replicated, 30_000, 'the master has an online replica');
+    for (const gk of gks) {
+      await waitFor(async () => (JSON.parse((await send('127.0.0.1', gk.url('api', '/healthz'))).body) as { store: { replicas: number } }).store.replicas >= 1, 10_000, 'the gatekeeper sees the replica');
+    }
+    const replica = await sentinel.replicaPort();
+    sentinel.pause(replica);
+    try {
+      await attack('127.0.13.1', gks, []);
+      await waitFor(() => master().then((r) => r.get(keys.ban('127.0.13.1').ban)), 5000, 'the ban on the master');
+      const report = await waitFor(async () => {
+        const bodies = await Promise.all(gks.map((gk) => send('127.0.0.1', gk.url('api', '/healthz')).then((r) => JSON.parse(r.body) as { status: string; store: { detail: string } })));
+        return bodies.find((b) => b.status === 'degraded');
+      }, 5000, '/healthz degraded on the instance that wrote the ban').catch(async (err: Error) => {
+        const bodies = await Promise.all(gks.map((gk) => send('127.0.0.1', gk.url('api', '/healthz')).then((r) => r.body)));
+        throw new Error(`${err.message}: ${bodies.join(' | ')} ${await (await master()).info('replication')}`);
+      });
+      assert.match(report.store.detail, /not acknowledged by a replica/);
+    } finally {
+      sentinel.resume(replica);
+    }
+    await waitFor(replicated, 10_000, 'replica back');
+    await attack('127.0.13.2', gks, []);
+    for (const gk of gks) await waitFor(() => healthy(gk), 35_000, 'healthy again once the replica has the writes');
+  });
+
   it('crash failover (master SIGKILLed): no ban lost, no 5xx', async () => {
     const old = await sentinel.masterPort();
     const ips = Array.from({ length: 12 }, (_, i) => `127.0.12.${i + 1}`);
