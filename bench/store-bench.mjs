@@ -50,7 +50,7 @@ async function load(gks) {
 }
 
 async function measure(name, url, dataClients, zimbra, instances) {
-  const config = testConfig(zimbra.url, { redis: { url }, account: { enabled: false }, log: { level: 'warn' } });
+  const config = testConfig(zimbra.url, { redis: { url }, account: { enabled: false }, log: { level: 'info' } });
   const gks = [];
   for (let i = 0; i < instances; i++) gks.push(await startGatekeeper(config));
   try {
@@ -98,17 +98,35 @@ try {
   }
   console.table(rows);
 
-  const config = testConfig(zimbra.url, { redis: { url: sentinel.url }, account: { enabled: false }, log: { level: 'warn' } });
+  const config = testConfig(zimbra.url, { redis: { url: sentinel.url }, account: { enabled: false }, log: { level: 'info' } });
   const gks = [await startGatekeeper(config), await startGatekeeper(config)];
   try {
+    // Counting again = a fresh attacker's ban is in the NEW master (the one the sentinels name after the switch).
+    const newMaster = (old) => async () => {
+      const port = await sentinel.masterPort();
+      if (port === old) throw new Error('not switched yet');
+      return sentinel.client(port);
+    };
     for (let run = 0; run < 3; run++) {
       const old = await sentinel.masterPort();
-      await waitFor(async () => /slave0:.*state=online/.test(await sentinel.client(old).info('replication')), 30_000, 'replica online');
-      const ms = await timeToCounting(gks, () => sentinel.failover(), async () => sentinel.client(await sentinel.masterPort()));
+      // The previous failover is over when the demoted master replicates from the new one.
+      await waitFor(async () => /slave0:.*state=online/.test(await sentinel.client(old).info('replication')), 60_000, 'replica online');
+      const failover = async () => {
+        for (;;) {
+          try {
+            return await sentinel.failover();
+          } catch (err) {
+            if (!/INPROG/.test(err.message)) throw err;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      };
+      const ms = await timeToCounting(gks, failover, newMaster(old));
       console.log(JSON.stringify({ event: 'SENTINEL FAILOVER', run, msToCountingAgain: ms }));
     }
     const old = await sentinel.masterPort();
-    const ms = await timeToCounting(gks, () => sentinel.kill(old), async () => sentinel.client(await sentinel.masterPort()));
+    await waitFor(async () => /slave0:.*state=online/.test(await sentinel.client(old).info('replication')), 60_000, 'replica online');
+    const ms = await timeToCounting(gks, () => sentinel.kill(old), newMaster(old));
     console.log(JSON.stringify({ event: 'sentinel master SIGKILL', msToCountingAgain: ms }));
   } finally {
     for (const gk of gks) await gk.stop();
