@@ -79,6 +79,17 @@ describe('Redis store on a real redis-server', { skip, timeout: 60_000 }, () => 
     assert.equal(a.health().reasserted, 1);
   });
 
+  it('moves bans of the layout before sharding (one `bans` index) into the shards at start', async () => {
+    const r = server.client();
+    const legacy = makeBan('192.0.2.77')(1);
+    await r.set('old:ban:192.0.2.77', JSON.stringify(legacy), 'PX', 600_000);
+    await r.zadd('old:bans', legacy.until, '192.0.2.77');
+    const a = await open('old:');
+    await waitFor(() => r.exists('old:bans').then((n) => n === 0), 5000, 'the old index dropped');
+    assert.deepEqual(JSON.parse((await r.get(new RedisKeys('old:').ban('192.0.2.77').ban))!), legacy);
+    assert.deepEqual((await a.listBans()).map((b) => b.target), ['192.0.2.77']);
+  });
+
   it('treats a hung Redis (SIGSTOP) as down: degraded health with the reason, commands fail fast, recovers on SIGCONT', async () => {
     const a = await open('hang:');
     server.pause();
