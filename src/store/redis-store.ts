@@ -4,12 +4,11 @@ import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Clock } from '../clock.js';
 import type { Ban, BanEvent } from './ban.js';
 import { RateLimiterCounter } from './rate-limiter-counter.js';
+import { RedisBans, type Scripted } from './redis-bans.js';
 import type { RedisKind } from './redis-connect.js';
-import { BAN_SHARDS, RedisKeys, type BanKeys } from './redis-keys.js';
+import { RedisKeys } from './redis-keys.js';
 import { ASSERT_BAN, CREATE_BAN, RECORD_BAN, REMOVE_BAN } from './redis-scripts.js';
 import type { CounterSpec, FailureCounter, Store, StoreHealth } from './store.js';
-
-type PendingOp = { type: 'ban'; ban: Ban; windowSeconds: number } | { type: 'unban'; target: string; at: number } | { type: 'unban-all'; at: number };
 
 interface WireEvent {
   origin: string;
@@ -25,25 +24,9 @@ export interface RedisStoreOptions {
   readonly replicaAckTimeoutMs?: number;
 }
 
-/** The scripts of redis-scripts.ts, defined on the client (and its pipelines) by defineCommand. */
-interface Scripted {
-  gkCreateBan(...args: Array<string | number>): Promise<[string, string]>;
-  gkAssertBan(...args: Array<string | number>): Promise<string>;
-  gkRemoveBan(...args: Array<string | number>): Promise<number>;
-  gkRecordBan(...args: Array<string | number>): Promise<number>;
-}
-
-/** Bounds of this instance's memory of bans and histories (re-assertion after a failover, counts while Redis is away). */
-const MAX_KNOWN = 200_000;
-/** An unban's tombstone outlives any ban that could be re-asserted over it (bans are capped at maxtime). */
-const TOMBSTONE_MS = 400 * 86400_000;
-/** A ban this close to its end is not re-asserted (clock differences between instances). */
-const REASSERT_MARGIN_MS = 2000;
-const PENDING_MAX = 100_000;
-
 /**
  * Bans, ban history, flags and positions in Redis (single, Sentinel or Cluster), shared by every
- * gatekeeper instance. Key layout: redis-keys.ts.
+ * gatekeeper instance. Key layout: redis-keys.ts; bans: redis-bans.ts.
  *
  * - One ban per offence: a ban is decided and written by one script (compare-and-set on the target's
  *   history), so two instances crossing the limit at once make one ban, counted once.
@@ -59,29 +42,16 @@ const PENDING_MAX = 100_000;
 export class RedisStore implements Store {
   private readonly origin = randomUUID();
   private readonly listeners = new Set<(e: BanEvent) => void>();
-  private readonly pending: PendingOp[] = [];
   private readonly keys: RedisKeys;
-  /** Active bans this instance made or heard of: re-asserted when the store lost them. */
-  private readonly known = new Map<string, { ban: Ban; windowSeconds: number }>();
-  /** This instance's last known ban count per target, for bans decided while Redis is away. */
-  private readonly localHist = new Map<string, { count: number; expiresAt: number }>();
+  private readonly bans: RedisBans;
   private readonly kind: RedisKind;
   private readonly commandTimeoutMs: number;
   private readonly ackTimeoutMs: number;
   private readonly watchdog: NodeJS.Timeout;
   private lastError = '';
-  /** Why the last ban write failed ('' once a write succeeds). */
-  private writeProblem = '';
-  /** A ban write no replica acknowledged ('' once a later WAIT covers it). */
-  private ackProblem = '';
   private hung = false;
   private replicaReadings: number[] = [];
-  private reasserted = 0;
-  /** The longest history window createBan was given (every instance has the same config): used for bans heard of. */
-  private historyWindowSeconds = 0;
-  private flushing = false;
   private closed = false;
-  private migrated = false;
   private topologyTimer: NodeJS.Timeout | null = null;
   /** Told the store's problems ('' when healthy) once a second by the watchdog (the caller logs changes). */
   onProblem: ((problem: string) => void) | undefined;
@@ -90,7 +60,7 @@ export class RedisStore implements Store {
     private readonly redis: Redis | Cluster,
     private readonly subscriber: Redis | Cluster,
     private readonly prefix: string,
-    private readonly clock: Clock,
+    clock: Clock,
     opts: RedisStoreOptions = {},
   ) {
     this.keys = new RedisKeys(prefix);
@@ -102,6 +72,21 @@ export class RedisStore implements Store {
     redis.defineCommand('gkAssertBan', { numberOfKeys: 4, lua: ASSERT_BAN });
     redis.defineCommand('gkRemoveBan', { numberOfKeys: 3, lua: REMOVE_BAN });
     redis.defineCommand('gkRecordBan', { numberOfKeys: 1, lua: RECORD_BAN });
+    this.bans = new RedisBans({
+      redis,
+      scripted: redis as unknown as Scripted,
+      keys: this.keys,
+      clock,
+      ackTimeoutMs: this.ackTimeoutMs,
+      ready: () => this.ready,
+      closed: () => this.closed,
+      replicas: () => this.replicas,
+      emit: (e) => this.emit(e),
+      publish: (e) => this.publish(e),
+      noteError: (message) => {
+        this.lastError = message;
+      },
+    });
     redis.on('error', (err: Error) => {
       this.lastError = err.message;
     });
@@ -132,11 +117,8 @@ export class RedisStore implements Store {
         return;
       }
       if (wire.origin === this.origin) return;
-      const e = wire.event;
-      if (e.type === 'ban') this.remember(e.ban, 0);
-      else if (e.type === 'unban') this.known.delete(e.target);
-      else if (e.type === 'unban-all') this.known.clear();
-      this.emit(e);
+      this.bans.heard(wire.event);
+      this.emit(wire.event);
     });
     const every = Math.max(1000, this.commandTimeoutMs);
     this.watchdog = setInterval(() => void this.ping(), every);
@@ -145,10 +127,6 @@ export class RedisStore implements Store {
 
   get ready(): boolean {
     return this.redis.status === 'ready' && !this.hung;
-  }
-
-  private get scripted(): Scripted {
-    return this.redis as unknown as Scripted;
   }
 
   counter(spec: CounterSpec): FailureCounter {
@@ -167,11 +145,7 @@ export class RedisStore implements Store {
 
   private async onReady(): Promise<void> {
     await this.refreshReplicas().catch(() => undefined);
-    if (!this.migrated) {
-      this.migrated = true;
-      await this.migrateLegacy().catch(() => undefined);
-    }
-    await this.flushPending();
+    await this.bans.onReady();
     // After a reconnect (a master switch among them) the listeners reload the list, which re-asserts
     // what the new master lacks.
     this.emit({ type: 'resync' });
@@ -199,9 +173,9 @@ export class RedisStore implements Store {
       await Promise.all(targets.map((n) => n.ping()));
       this.hung = false;
       // A Cluster client stays ready through a failover (no 'ready' event to flush on): retry here.
-      if (this.pending.length > 0) await this.flushPending();
+      await this.bans.onReady();
       await this.refreshReplicas();
-      if (this.ackProblem) await this.confirmAck(targets);
+      if (this.bans.unacknowledged) await this.bans.confirmAck(targets);
     } catch (err) {
       const msg = (err as Error).message;
       if (!/timed out/i.test(msg)) return;
@@ -244,309 +218,33 @@ export class RedisStore implements Store {
     this.redis.publish(this.keys.channel, JSON.stringify({ origin: this.origin, event } satisfies WireEvent)).catch(() => undefined);
   }
 
-  private remember(ban: Ban, windowSeconds: number): void {
-    const prev = this.known.get(ban.target);
-    this.known.delete(ban.target);
-    if (this.known.size >= MAX_KNOWN) this.known.delete(this.known.keys().next().value!);
-    this.known.set(ban.target, { ban, windowSeconds: Math.max(windowSeconds, prev?.windowSeconds ?? 0) });
-    if (windowSeconds > 0) this.rememberCount(ban.target, ban.count, windowSeconds);
+  createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
+    return this.bans.createBan(target, windowSeconds, make, replace);
   }
 
-  private rememberCount(target: string, count: number, windowSeconds: number): void {
-    this.localHist.delete(target);
-    if (this.localHist.size >= MAX_KNOWN) this.localHist.delete(this.localHist.keys().next().value!);
-    this.localHist.set(target, { count, expiresAt: this.clock.now() + windowSeconds * 1000 });
+  addBan(ban: Ban): Promise<void> {
+    return this.bans.addBan(ban);
   }
 
-  private localCount(target: string): number {
-    const h = this.localHist.get(target);
-    return h && h.expiresAt > this.clock.now() ? h.count : 0;
+  removeBan(target: string): Promise<boolean> {
+    return this.bans.removeBan(target);
   }
 
-  private noteWriteError(err: unknown): void {
-    this.lastError = (err as Error).message;
-    this.writeProblem = `ban write failed: ${(err as Error).message}`;
+  removeAllBans(): Promise<number> {
+    return this.bans.removeAllBans();
   }
 
-  /** Checks WAIT's answer: fewer replicas than asked (or no answer) means the write could vanish in a failover. */
-  private noteAck(reply: [Error | null, unknown] | undefined, target: string): void {
-    if (!reply || reply[0] || typeof reply[1] !== 'number' || reply[1] < 1) {
-      this.ackProblem = `ban of ${target} not acknowledged by a replica within ${this.ackTimeoutMs} ms (WAIT); re-asserted if a failover loses it`;
-    } else {
-      this.ackProblem = '';
-    }
+  getBan(target: string): Promise<Ban | null> {
+    return this.bans.getBan(target);
   }
 
-  /** WAIT on each connection again: once a replica has every earlier write, the unacknowledged ban is safe. */
-  private async confirmAck(nodes: Array<Redis>): Promise<void> {
-    if (this.replicas === 0) {
-      this.ackProblem = '';
-      return;
-    }
-    const acked = await Promise.all(nodes.map((n) => n.wait(1, this.ackTimeoutMs)));
-    if (acked.every((n) => n >= 1)) this.ackProblem = '';
-  }
-
-  async createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
-    this.historyWindowSeconds = Math.max(this.historyWindowSeconds, windowSeconds);
-    const k = this.keys.ban(target);
-    const histTtl = Math.max(1, Math.ceil(windowSeconds));
-    if (this.ready) {
-      const local = this.localCount(target);
-      let expected = local > 0 ? String(local) : '';
-      try {
-        for (let attempt = 0; attempt < 8; attempt++) {
-          const now = this.clock.now();
-          const count = (Number(expected) || 0) + 1;
-          const ban = make(count);
-          const ttl = Math.max(1, Math.ceil(ban.until - now));
-          const p = this.redis.pipeline() as unknown as Scripted & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
-          void p.gkCreateBan(k.ban, k.hist, k.index, k.tomb, expected, JSON.stringify(ban), ttl, target, ban.until, count, histTtl, replace ? '1' : '0');
-          const waitFor = this.replicas > 0;
-          if (waitFor) p.wait(1, this.ackTimeoutMs);
-          const res = (await p.exec()) ?? [];
-          const [err, reply] = res[0] ?? [new Error('no reply'), null];
-          if (err) throw err;
-          const [status, value] = reply as [string, string];
-          if (status === 'exists') {
-            const cur = activeBan(value, now);
-            if (!cur) continue;
-            this.remember(cur, windowSeconds);
-            return { ban: cur, created: false };
-          }
-          if (status === 'retry') {
-            expected = value;
-            continue;
-          }
-          this.writeProblem = '';
-          if (waitFor) this.noteAck(res[1], target);
-          this.remember(ban, windowSeconds);
-          this.emit({ type: 'ban', ban });
-          this.publish({ type: 'ban', ban });
-          return { ban, created: true };
-        }
-        throw new Error('ban decision did not settle after 8 attempts');
-      } catch (err) {
-        this.noteWriteError(err);
-      }
-    }
-    // Redis away: decide from this instance's memory of the target's bans, write when it is back.
-    const ban = make(this.localCount(target) + 1);
-    this.remember(ban, windowSeconds);
-    this.queue({ type: 'ban', ban, windowSeconds });
-    this.emit({ type: 'ban', ban });
-    return { ban, created: true };
-  }
-
-  /** Writes a ban decided earlier with its original expiry (see ASSERT_BAN). */
-  private async assertBan(ban: Ban, windowSeconds: number, unbanAllAt: number): Promise<string> {
-    const ttl = Math.ceil(ban.until - this.clock.now());
-    if (ttl <= 0) return 'expired';
-    const k: BanKeys = this.keys.ban(ban.target);
-    // A ban heard of (not made here) keeps its history for the window this instance uses, or at least as long as the ban.
-    const window = Math.max(windowSeconds || this.historyWindowSeconds, ttl / 1000);
-    return this.scripted.gkAssertBan(k.ban, k.hist, k.index, k.tomb, JSON.stringify(ban), ttl, ban.target, ban.until, ban.count, Math.max(1, Math.ceil(window)), ban.since, unbanAllAt);
-  }
-
-  private async unbanAllAt(): Promise<number> {
-    return Number(await this.redis.get(this.keys.unbanAll)) || 0;
-  }
-
-  private async write(op: PendingOp): Promise<void> {
-    if (op.type === 'ban') {
-      const r = await this.assertBan(op.ban, op.windowSeconds, await this.unbanAllAt());
-      if (r === 'unbanned') this.known.delete(op.ban.target);
-      if (r === 'ok') this.publish(op);
-      return;
-    }
-    if (op.type === 'unban') await this.removeNow(op.target, op.at);
-    else await this.removeAllNow(op.at);
-    this.publish(op.type === 'unban' ? { type: 'unban', target: op.target } : { type: 'unban-all' });
-  }
-
-  private queue(op: PendingOp): void {
-    if (op.type === 'unban-all') this.pending.length = 0;
-    this.pending.push(op);
-    // Bound the queue: a very long outage keeps the newest operations.
-    if (this.pending.length > PENDING_MAX) this.pending.splice(0, this.pending.length - PENDING_MAX);
-  }
-
-  private async flushPending(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0 && this.ready && !this.closed) {
-        await this.write(this.pending[0]!);
-        this.pending.shift();
-        if (this.pending.length === 0) this.writeProblem = '';
-      }
-    } catch (err) {
-      this.noteWriteError(err);
-    } finally {
-      this.flushing = false;
-    }
-  }
-
-  /** Bans of the layout before sharding: written into the shards once, then the old index is dropped. */
-  private async migrateLegacy(): Promise<void> {
-    const idx = this.keys.legacyIndex;
-    if ((await this.redis.type(idx)) !== 'zset') return;
-    const now = this.clock.now();
-    for (const t of await this.redis.zrangebyscore(idx, now, '+inf')) {
-      const ban = activeBan(await this.redis.get(this.keys.legacyBan(t)), now);
-      if (ban) await this.assertBan(ban, 0, 0);
-    }
-    await this.redis.del(idx);
-  }
-
-  async addBan(ban: Ban): Promise<void> {
-    this.remember(ban, 0);
-    this.emit({ type: 'ban', ban });
-    const op: PendingOp = { type: 'ban', ban, windowSeconds: 0 };
-    if (!this.ready) return this.queue(op);
-    try {
-      const k = this.keys.ban(ban.target);
-      const ttl = Math.ceil(ban.until - this.clock.now());
-      if (ttl <= 0) return;
-      await this.redis.multi().set(k.ban, JSON.stringify(ban), 'PX', ttl).zadd(k.index, ban.until, ban.target).del(k.tomb).exec();
-      this.publish(op);
-    } catch (err) {
-      this.noteWriteError(err);
-      this.queue(op);
-    }
-  }
-
-  private async removeNow(target: string, at: number): Promise<boolean> {
-    const k = this.keys.ban(target);
-    return (await this.scripted.gkRemoveBan(k.ban, k.index, k.tomb, target, at, TOMBSTONE_MS)) === 1;
-  }
-
-  private async removeAllNow(at: number): Promise<number> {
-    await this.redis.set(this.keys.unbanAll, String(at));
-    const now = this.clock.now();
-    const counts = await Promise.all(
-      Array.from({ length: BAN_SHARDS }, async (_, shard) => {
-        const index = this.keys.shardIndex(shard);
-        const targets = await this.redis.zrangebyscore(index, now, '+inf');
-        const m = this.redis.multi();
-        for (const t of targets) m.del(this.keys.banKeyInShard(shard, t));
-        m.del(index);
-        await m.exec();
-        return targets.length;
-      }),
-    );
-    return counts.reduce((a, b) => a + b, 0);
-  }
-
-  async removeBan(target: string): Promise<boolean> {
-    this.known.delete(target);
-    this.emit({ type: 'unban', target });
-    const at = this.clock.now();
-    if (this.ready) {
-      try {
-        const had = await this.removeNow(target, at);
-        this.publish({ type: 'unban', target });
-        return had;
-      } catch (err) {
-        this.noteWriteError(err);
-      }
-    }
-    this.queue({ type: 'unban', target, at });
-    return false;
-  }
-
-  async removeAllBans(): Promise<number> {
-    this.known.clear();
-    this.emit({ type: 'unban-all' });
-    const at = this.clock.now();
-    if (this.ready) {
-      try {
-        const n = await this.removeAllNow(at);
-        this.publish({ type: 'unban-all' });
-        return n;
-      } catch (err) {
-        this.noteWriteError(err);
-      }
-    }
-    this.queue({ type: 'unban-all', at });
-    return 0;
-  }
-
-  async getBan(target: string): Promise<Ban | null> {
-    const now = this.clock.now();
-    // Not yet flushed (Redis was away): the newest queued operation on this target decides.
-    for (let i = this.pending.length - 1; i >= 0; i--) {
-      const op = this.pending[i]!;
-      if (op.type === 'unban-all' || (op.type === 'unban' && op.target === target)) return null;
-      if (op.type === 'ban' && op.ban.target === target) return op.ban.until > now ? op.ban : null;
-    }
-    return activeBan(await this.redis.get(this.keys.ban(target).ban), now);
-  }
-
-  /**
-   * Active bans: every shard's index, read and pruned. A ban this instance made or holds that the store
-   * lacks (lost in a failover) is written again here with its original expiry, unless it was lifted.
-   */
   async listBans(): Promise<Ban[]> {
-    const now = this.clock.now();
     void this.refreshReplicas().catch(() => undefined);
-    const unbanAllAt = await this.unbanAllAt();
-    const shards = await Promise.all(
-      Array.from({ length: BAN_SHARDS }, async (_, shard) => {
-        const index = this.keys.shardIndex(shard);
-        await this.redis.zremrangebyscore(index, '-inf', now);
-        const targets = await this.redis.zrangebyscore(index, now, '+inf');
-        const out: Ban[] = [];
-        for (let i = 0; i < targets.length; i += 500) {
-          const chunk = targets.slice(i, i + 500);
-          const values = await this.redis.mget(...chunk.map((t) => this.keys.banKeyInShard(shard, t)));
-          for (const v of values) {
-            const ban = activeBan(v, now);
-            if (ban) out.push(ban);
-          }
-        }
-        return out;
-      }),
-    );
-    const out = shards.flat();
-    const listed = new Set(out.map((b) => b.target));
-    for (const b of out) if (!this.known.has(b.target)) this.remember(b, 0);
-    const queued = new Set<string>();
-    for (const op of this.pending) {
-      if (op.type === 'ban' && op.ban.until > now) {
-        out.push(op.ban);
-        queued.add(op.ban.target);
-      }
-    }
-    for (const [target, { ban, windowSeconds }] of this.known) {
-      if (ban.until <= now) {
-        this.known.delete(target);
-        continue;
-      }
-      if (listed.has(target) || queued.has(target) || ban.until - now < REASSERT_MARGIN_MS) continue;
-      let r = 'error';
-      try {
-        r = await this.assertBan(ban, windowSeconds, unbanAllAt);
-      } catch (err) {
-        this.noteWriteError(err);
-      }
-      if (r === 'unbanned') {
-        this.known.delete(target);
-        continue;
-      }
-      if (r === 'ok') {
-        this.reasserted++;
-        this.publish({ type: 'ban', ban });
-      }
-      out.push(ban);
-    }
-    return out;
+    return this.bans.listBans();
   }
 
-  async recordBan(target: string, windowSeconds: number): Promise<number> {
-    const count = await this.scripted.gkRecordBan(this.keys.ban(target).hist, Math.max(1, Math.ceil(windowSeconds)));
-    this.rememberCount(target, count, windowSeconds);
-    return count;
+  recordBan(target: string, windowSeconds: number): Promise<number> {
+    return this.bans.recordBan(target, windowSeconds);
   }
 
   subscribe(listener: (event: BanEvent) => void): () => void {
@@ -574,17 +272,15 @@ export class RedisStore implements Store {
     const problems: string[] = [];
     if (this.redis.status !== 'ready') problems.push(`redis ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`);
     else if (this.hung) problems.push(`redis hung: ${this.lastError}`);
-    if (this.pending.length > 0) problems.push(`${this.pending.length} ban write(s) waiting for redis`);
-    if (this.writeProblem) problems.push(this.writeProblem);
-    if (this.ackProblem) problems.push(this.ackProblem);
+    problems.push(...this.bans.problems());
     const ok = problems.length === 0;
     return {
       backend: 'redis',
       ok,
       detail: ok ? `connected (${this.kind})` : problems.join('; '),
-      pendingWrites: this.pending.length,
+      pendingWrites: this.bans.pendingWrites,
       replicas: this.replicas,
-      reasserted: this.reasserted,
+      reasserted: this.bans.reasserted,
     };
   }
 
@@ -596,16 +292,5 @@ export class RedisStore implements Store {
     await Promise.allSettled([this.subscriber.quit(), this.redis.quit()]);
     this.subscriber.disconnect();
     this.redis.disconnect();
-  }
-}
-
-/** A stored ban that is still active at `now`; a missing, expired, foreign or corrupt value is null. */
-function activeBan(raw: string | null, now: number): Ban | null {
-  if (!raw) return null;
-  try {
-    const ban = JSON.parse(raw) as Ban;
-    return ban.until > now ? ban : null;
-  } catch {
-    return null;
   }
 }
