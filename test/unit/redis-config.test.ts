@@ -28,8 +28,8 @@ function problems(yaml: string): string[] {
 
 describe('redis config', () => {
   for (const { desc, yaml, want } of [
-    { desc: 'a hash tag in the prefix (every key in one Cluster slot)', yaml: 'redis:\n  keyPrefix: "{gk}:"\n', want: /redis\.keyPrefix.*must not contain \{ or \}/ },
-    { desc: 'a half hash tag', yaml: 'redis:\n  keyPrefix: "gk{"\n', want: /redis\.keyPrefix/ },
+    { desc: 'a hash tag in the prefix on a Cluster (every key in one slot)', yaml: 'redis:\n  url: "redis+cluster://127.0.0.1:7000"\n  keyPrefix: "{gk}:"\n', want: /redis\.keyPrefix.*must not contain \{ or \}/ },
+    { desc: 'a half hash tag on a Cluster', yaml: 'redis:\n  url: "rediss+cluster://127.0.0.1:7000"\n  keyPrefix: "gk{"\n', want: /redis\.keyPrefix/ },
     { desc: 'not a Redis URL', yaml: 'redis:\n  url: "http://127.0.0.1:6379"\n', want: /redis\.url.*is not a redis:\/\// },
     { desc: 'a command deadline of 0', yaml: 'redis:\n  commandTimeout: 0\n', want: /redis\.commandTimeout.*between 50ms and 60s/ },
     { desc: 'an unknown key', yaml: 'redis:\n  whenDown: serve\n', want: /whenDown/ },
@@ -38,6 +38,10 @@ describe('redis config', () => {
       assert.ok(problems(yaml).some((p) => want.test(p)), problems(yaml).join('\n'));
     });
   }
+
+  it('keeps a hash tag in the prefix of a single Redis (harmless there; what the README once advised)', () => {
+    assert.equal(load('redis:\n  keyPrefix: "{gk}:"\n').config.redis?.keyPrefix, '{gk}:');
+  });
 
   it('takes the defaults, durations in ms, and masks the password', () => {
     const { config } = load('redis:\n  url: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"\n  commandTimeout: 250ms\n  username: gk\n', { GK_REDIS_PASSWORD: 'secret-pass' });
