@@ -5,7 +5,9 @@ import { connectRedis } from '../../src/store/redis-connect.js';
 import { RedisKeys } from '../../src/store/redis-keys.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { which } from '../helpers/binaries.js';
-import { waitFor } from '../helpers/gatekeeper-process.js';
+import { startFakeZimbra } from '../helpers/fake-zimbra.js';
+import { startGatekeeper, testConfig, waitFor } from '../helpers/gatekeeper-process.js';
+import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 /*
@@ -114,5 +116,42 @@ describe('Redis store on a real redis-server', { skip, timeout: 60_000 }, () => 
     await waitFor(() => a.health().ok, 10_000, 'healthy again after SIGCONT');
     assert.ok(await server.client().get(new RedisKeys('hang:').ban('192.0.2.9').ban), 'the ban made while Redis hung is in Redis');
     assert.equal(await server.client().get(new RedisKeys('hang:').ban('192.0.2.9').hist), '1', 'and counted in its history');
+  });
+});
+
+describe('a gatekeeper in front of a hung Redis', { skip, timeout: 60_000 }, () => {
+  it('answers logins within a few command deadlines, says why /healthz is degraded, and counts in Redis again after SIGCONT', async (t) => {
+    const server = await startRedis();
+    const zimbra = await startFakeZimbra();
+    const gk = await startGatekeeper(testConfig(zimbra.url, { redis: { url: server.url, commandTimeout: '300ms' } }));
+    t.after(async () => {
+      server.resume();
+      await gk.stop();
+      await closeAgents();
+      await zimbra.close();
+      await server.stop();
+    });
+    const login = async (ip: string): Promise<number> => {
+      const t0 = Date.now();
+      await send(ip, gk.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: soapJsonAuth('victim@example.com', 'wrong') });
+      return Date.now() - t0;
+    };
+    const health = async (): Promise<{ status: string; store: { detail: string } }> => JSON.parse((await send('127.0.0.1', gk.url('api', '/healthz'))).body) as { status: string; store: { detail: string } };
+    server.pause();
+    const first = await login('127.0.40.1');
+    assert.ok(first < 3000, `the first login after the hang answered in ${first} ms (it waited 12 s without deadlines)`);
+    const h = await waitFor(async () => {
+      const x = await health();
+      return x.status === 'degraded' ? x : null;
+    }, 5000, '/healthz degraded');
+    assert.match(h.store.detail, /no answer within 300 ms/);
+    const later = await login('127.0.40.1');
+    t.diagnostic(`first login after the hang: ${first} ms; once detected: ${later} ms`);
+    assert.ok(later < 500, `once detected, a login answers in ${later} ms`);
+    await login('127.0.40.1');
+    server.resume();
+    await waitFor(async () => (await health()).status === 'ok', 15_000, 'healthy after SIGCONT');
+    // The ban made in memory while Redis hung is in Redis now.
+    await waitFor(() => server.client().get(new RedisKeys('gk:').ban('127.0.40.1').ban), 5000, 'the ban written back');
   });
 });
