@@ -49,11 +49,14 @@ function benign(gks: GatekeeperProcess[]): Run {
 }
 
 /** One attacker address: 2 × maxretry wrong logins at once, half through each gatekeeper. */
-async function attack(ip: string, gks: GatekeeperProcess[], statuses: number[]): Promise<void> {
+async function attack(ip: string, gks: GatekeeperProcess[], statuses: number[], latencies: number[] = []): Promise<void> {
   const replies = await Promise.all(
-    Array.from({ length: 2 * MAXRETRY }, (_, i) =>
-      send(ip, gks[i % gks.length]!.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: json, body: soapJsonAuth('victim@example.com', `guess${i}`) }).catch(() => ({ status: 0 })),
-    ),
+    Array.from({ length: 2 * MAXRETRY }, async (_, i) => {
+      const t0 = Date.now();
+      const r = await send(ip, gks[i % gks.length]!.url('web', '/service/soap/AuthRequest'), { method: 'POST', headers: json, body: soapJsonAuth('victim@example.com', `guess${i}`) }).catch(() => ({ status: 0 }));
+      latencies.push(Date.now() - t0);
+      return r;
+    }),
   );
   for (const r of replies) statuses.push(r.status);
 }
@@ -74,12 +77,13 @@ async function underAttack(
   ips: string[],
   disrupt: () => Promise<void>,
   read: (key: string) => Promise<string | null>,
-): Promise<void> {
+): Promise<string> {
   const traffic = benign(gks);
   const attackStatuses: number[] = [];
+  const latencies: number[] = [];
   let next = 0;
   const attacker = (async () => {
-    while (next < ips.length) await attack(ips[next++]!, gks, attackStatuses);
+    while (next < ips.length) await attack(ips[next++]!, gks, attackStatuses, latencies);
   })();
   await waitFor(() => next >= 3, 20_000, 'first attacks done');
   await disrupt();
@@ -119,6 +123,8 @@ async function underAttack(
   const raw = await waitFor(() => read(keys.ban(fresh).ban), 5000, 'a ban after the failover');
   assert.equal((JSON.parse(raw) as { count: number }).count, 1);
   assert.ok(zimbra.requests.filter((q) => q.headers['x-forwarded-for'] === fresh).length <= MAXRETRY, 'at most maxretry guesses after the failover');
+  latencies.sort((a, b) => a - b);
+  return `logins during the failover: ${latencies.length}, p50 ${latencies[Math.floor(latencies.length / 2)]} ms, max ${latencies.at(-1)} ms; benign GETs ${traffic.statuses.length}`;
 }
 
 describe('Redis Sentinel: two gatekeepers through planned and crash failovers', { skip, timeout: 240_000 }, () => {
@@ -161,11 +167,11 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
     assert.equal(bans.length, ips.length, 'one "banned" line per address across both instances');
   });
 
-  it('planned failover (SENTINEL FAILOVER): no ban lost, no 5xx', async () => {
+  it('planned failover (SENTINEL FAILOVER): no ban lost, no 5xx', async (t) => {
     const old = await sentinel.masterPort();
     const ips = Array.from({ length: 12 }, (_, i) => `127.0.11.${i + 1}`);
     let current = old;
-    await underAttack(
+    t.diagnostic(await underAttack(
       gks,
       zimbra,
       ips,
@@ -174,7 +180,7 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
         current = await sentinel.waitForNewMaster(old);
       },
       (key) => sentinel.client(current).get(key),
-    );
+    ));
   });
 
   it('a ban write no replica acknowledged (replica hung) degrades /healthz with the reason until the replica has it', async () => {
@@ -205,11 +211,11 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
     for (const gk of gks) await waitFor(() => healthy(gk), 35_000, 'healthy again once the replica has the writes');
   });
 
-  it('crash failover (master SIGKILLed): no ban lost, no 5xx', async () => {
+  it('crash failover (master SIGKILLed): no ban lost, no 5xx', async (t) => {
     const old = await sentinel.masterPort();
     const ips = Array.from({ length: 12 }, (_, i) => `127.0.12.${i + 1}`);
     let current = old;
-    await underAttack(
+    t.diagnostic(await underAttack(
       gks,
       zimbra,
       ips,
@@ -218,7 +224,7 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
         current = await sentinel.waitForNewMaster(old);
       },
       (key) => sentinel.client(current).get(key),
-    );
+    ));
     // Bans made before the crash survived too (they were acknowledged by the replica).
     for (let i = 1; i <= 10; i++) assert.ok(await sentinel.client(current).get(keys.ban(`127.0.10.${i}`).ban), `earlier ban of 127.0.10.${i} kept`);
     await sentinel.restart(old);
@@ -268,10 +274,10 @@ describe('Redis Cluster with the default config: two gatekeepers, crash failover
     await waitFor(() => send('127.0.21.1', gks[1]!.url('web', '/normal')).then((r) => r.status === 429, () => true), 5000, 'the other instance refuses the banned address');
   });
 
-  it('crash failover of a master holding bans: no ban lost, no 5xx', async () => {
+  it('crash failover of a master holding bans: no ban lost, no 5xx', async (t) => {
     const ips = Array.from({ length: 12 }, (_, i) => `127.0.22.${i + 1}`);
     const victim = await cluster.masterOf(keys.ban('127.0.20.1').ban);
-    await underAttack(
+    t.diagnostic(await underAttack(
       gks,
       zimbra,
       ips,
@@ -280,7 +286,7 @@ describe('Redis Cluster with the default config: two gatekeepers, crash failover
         await cluster.waitForFailover(victim);
       },
       read,
-    );
+    ));
     for (let i = 1; i <= 16; i++) assert.ok(await read(keys.ban(`127.0.20.${i}`).ban), `earlier ban of 127.0.20.${i} kept`);
   });
 });
