@@ -229,6 +229,28 @@ describe('Redis Sentinel: two gatekeepers through planned and crash failovers', 
     for (let i = 1; i <= 10; i++) assert.ok(await sentinel.client(current).get(keys.ban(`127.0.10.${i}`).ban), `earlier ban of 127.0.10.${i} kept`);
     await sentinel.restart(old);
   });
+
+  it('master hung (SIGSTOP) until the sentinels replace it: no ban lost, no 5xx', async (t) => {
+    const old = await sentinel.masterPort();
+    await waitFor(async () => /slave0:.*state=online/.test(await sentinel.client(old).info('replication')), 30_000, 'the replica in sync');
+    const ips = Array.from({ length: 12 }, (_, i) => `127.0.14.${i + 1}`);
+    let current = old;
+    try {
+      t.diagnostic(await underAttack(
+        gks,
+        zimbra,
+        ips,
+        async () => {
+          sentinel.pause(old);
+          current = await sentinel.waitForNewMaster(old);
+        },
+        (key) => sentinel.client(current).get(key),
+      ));
+    } finally {
+      // Woken up, the old master is demoted by the sentinels and resyncs from the new one.
+      sentinel.resume(old);
+    }
+  });
 });
 
 describe('Redis Cluster with the default config: two gatekeepers, crash failover', { skip, timeout: 240_000 }, () => {
