@@ -27,7 +27,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../dist/test/helpers/redis-server.js';
+import { banKey, freePort } from '../dist/test/helpers/redis-server.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'logins-only': { type: 'boolean', default: false }, runs: { type: 'string' }, duration: { type: 'string' } } });
 const RUNS = Number(values.runs ?? (values.quick ? 1 : 3));
@@ -256,7 +256,7 @@ for (let a = 0; a < 30; a++) {
   if (answers.some((s) => s !== 500)) throw new Error(`failed logins from ${from} were answered ${answers} (expected Zimbra's 500 fault)`);
   const t0 = performance.now();
   const fourth = login(from, agent, account);
-  while (!(await redis.exists(`gk:ban:${from}`))) { if (performance.now() - t0 > 2000) break; }
+  while (!(await redis.exists(banKey(from)))) { if (performance.now() - t0 > 2000) break; }
   lat.push(performance.now() - t0);
   if ((await fourth) === 429) fourthRefused++;
   agent.destroy();

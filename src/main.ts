@@ -29,7 +29,7 @@ import { banFront, closeServer, createServer, listen, proxyProtocolFront } from 
 import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
-import { connectRedis } from './store/redis-connect.js';
+import { connectRedis, redisKind, type RedisConnectOptions } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 import { MemoryAllowlist, type AllowlistStore } from './store/allowlist.js';
@@ -152,11 +152,24 @@ function createFirewall(config: Config): FirewallBackend | null {
   }
 }
 
+/** How every Redis connection of this process is opened (the store's, the history's, the allowlist's). */
+function redisOptions(r: NonNullable<Config['redis']>): RedisConnectOptions {
+  return {
+    connectTimeoutMs: r.connectTimeout * 1000,
+    commandTimeoutMs: r.commandTimeout * 1000,
+    username: r.username,
+    password: r.password,
+    tlsCa: r.tlsCa !== undefined ? readFileSync(r.tlsCa, 'utf8') : undefined,
+  };
+}
+
 async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
   if (!config.redis) return new MemoryStore(clock);
-  const { url, keyPrefix, connectTimeout } = config.redis;
-  const client = connectRedis(url, connectTimeout * 1000);
-  const subscriber = connectRedis(url, connectTimeout * 1000);
+  const { url, keyPrefix, connectTimeout, replicaAckTimeout } = config.redis;
+  const kind = redisKind(url);
+  const options = redisOptions(config.redis);
+  const client = connectRedis(url, options);
+  const subscriber = connectRedis(url, options);
   let warned = false;
   client.on('error', (err: Error) => {
     if (!warned) log.error({ err: err.message, code: 'GK_ERR_STORE' }, 'redis unreachable: serving from memory, will reconnect');
@@ -166,12 +179,20 @@ async function createStore(config: Config, clock: Clock, log: Logger): Promise<S
     if (warned) log.info('redis reachable again');
     warned = false;
   });
-  const store = new RedisStore(client, subscriber, keyPrefix, clock);
+  const store = new RedisStore(client, subscriber, keyPrefix, clock, { kind, commandTimeoutMs: options.commandTimeoutMs, replicaAckTimeoutMs: replicaAckTimeout * 1000 });
   // Wait (up to connectTimeout) for Redis before serving, so the first counts land in Redis and not
   // in the insurance limiter; if it is down, start anyway and serve from memory.
   const deadline = Date.now() + connectTimeout * 1000;
   while (!store.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   if (!store.ready) log.error({ code: 'GK_ERR_STORE', url: maskRedisUrl(url) }, 'redis not reachable at startup: serving with in-memory counting until it is');
+  let lastProblem = '';
+  store.onProblem = (problem) => {
+    // One line per change of state, not one per failed write.
+    if (problem === lastProblem) return;
+    lastProblem = problem;
+    if (problem) log.error({ code: 'GK_ERR_STORE', problem }, 'redis store degraded');
+    else log.info('redis store healthy again');
+  };
   return store;
 }
 
@@ -198,7 +219,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const historyLimits = { keepSeconds: config.history.keep, maxEvents: config.history.maxEvents };
   let history: HistoryStore = new MemoryHistory(clock, historyLimits);
   if (config.redis) {
-    const historyClient = connectRedis(config.redis.url, config.redis.connectTimeout * 1000);
+    const historyClient = connectRedis(config.redis.url, redisOptions(config.redis));
     history = new RedisHistory(historyClient, config.redis.keyPrefix, clock, historyLimits);
     // Redis answered the store: give these connections the same chance (they fail fast while connecting).
     if (store.health().ok) await waitReady(historyClient, config.redis.connectTimeout * 1000);
@@ -209,7 +230,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   let allowlist: AllowlistStore = new MemoryAllowlist(clock);
   if (config.redis) {
     const { url, keyPrefix, connectTimeout } = config.redis;
-    const shared = new RedisAllowlist(connectRedis(url, connectTimeout * 1000), connectRedis(url, connectTimeout * 1000), keyPrefix, clock);
+    const shared = new RedisAllowlist(connectRedis(url, redisOptions(config.redis)), connectRedis(url, redisOptions(config.redis)), keyPrefix, clock);
     if (store.health().ok) await shared.ready(connectTimeout * 1000);
     allowlist = shared;
   }

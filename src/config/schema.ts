@@ -64,9 +64,20 @@ export const configSchema = z.strictObject({
   }),
   trustedProxies: cidrList.default([]), //                       peers whose X-Forwarded-For / PROXY header is believed
   redis: z.strictObject({
-    url: z.string().default('redis://127.0.0.1:6379/0'), //     redis://, rediss://, or sentinel/cluster via ioredis URL
-    keyPrefix: z.string().default('gk:'), //                     prefix of every key (share one Redis between sites)
+    url: z.string().refine((s) => /^rediss?(\+sentinel|\+cluster)?:\/\/./.test(s), { error: 'is not a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL' }).default('redis://127.0.0.1:6379/0'), // the store (see "Scaling out")
+    keyPrefix: z.string().default('gk:'), //                     prefix of every key (share one Redis between sites); no { } on a Cluster
     connectTimeout: duration().default(5), //                   seconds to wait for a connection
+    commandTimeout: duration().refine((s) => s >= 0.05 && s <= 60, { error: 'must be between 50ms and 60s' }).default(1), // deadline of every Redis command; a Redis that misses it is treated as down
+    replicaAckTimeout: duration().refine((s) => s >= 0.01 && s <= 10, { error: 'must be between 10ms and 10s' }).default(0.5), // a ban write waits this long for a replica (WAIT), where the master has replicas
+    username: z.string().min(1).optional(), //                 ACL user (overrides the URL's)
+    password: z.string().min(1).optional(), //                 password (overrides the URL's; GK_REDIS_PASSWORD)
+    tlsCa: z.string().min(1).optional(), //                     PEM file of the CA that signed Redis' certificate (rediss://)
+  }).superRefine((r, ctx) => {
+    // The gatekeeper places hash tags itself (src/store/redis-keys.ts); one in the prefix would pin every
+    // key to one slot, one master: a Cluster with failover but no capacity. Harmless elsewhere.
+    if (/^rediss?\+cluster:/.test(r.url) && /[{}]/.test(r.keyPrefix)) {
+      ctx.addIssue({ code: 'custom', path: ['keyPrefix'], input: r.keyPrefix, message: 'must not contain { or } with a Cluster url: the gatekeeper places hash tags itself (a tag in the prefix puts every key in one slot)' });
+    }
   }).optional(), //                                              omit: embedded in-memory store (single instance)
   jail: z.strictObject({
     maxretry: positiveInt().default(3), //                      failures per IP ...
@@ -136,4 +147,4 @@ export type ListenerConfig = z.output<typeof listener>;
 export type LogSourceConfig = z.output<typeof logSource>;
 
 /** Keys whose values are never printed. */
-export const SECRET_KEYS = new Set(['api.token', 'redis.url']);
+export const SECRET_KEYS = new Set(['api.token', 'redis.url', 'redis.password']);

@@ -219,9 +219,18 @@ export class Enforcer {
     const key = this.cache.clientKey(ip);
     const deadline = this.clock.now() + this.config.proxy.loginQueueTimeout * 1000;
     const at = ++this.waitSeq;
+    let retries = 0;
     for (;;) {
       const a = await this.tryAdmit(ip, key, accounts, attempts);
-      if (a.allowed || a.reason !== 'limited' || !(await this.mayWait(key, a.consumed, attempts))) return a.admission;
+      if (a.allowed || a.reason !== 'limited') return a.admission;
+      // Under the key's lock: no settle of this instance lands between the two counter reads.
+      const next = await this.withKeyLock(key, () => this.mayWait(key, a.consumed, attempts));
+      if (next === 'no') return a.admission;
+      // The logins in flight settled between the two reads (here or on another worker): try again now.
+      if (next === 'retry') {
+        if (++retries > 3) return a.admission;
+        continue;
+      }
       const woken = await this.waitTurn(key, at, deadline);
       if (!woken) {
         this.metrics.loginQueue.inc({ result: 'timeout' });
@@ -235,12 +244,19 @@ export class Enforcer {
     return Math.max(0, await this.safe('inflight', () => this.inflightCounter.get(key), 0));
   }
 
-  /** Waiting helps only when settling the reservations in flight could free enough of the budget. */
-  private async mayWait(key: string, consumed: number, attempts: number): Promise<boolean> {
-    if (this.shadow || attempts > this.config.jail.maxretry) return false;
-    if ((this.waiters.get(key)?.length ?? 0) >= this.config.proxy.loginQueueLength || this.waiting >= MAX_WAITING) return false;
+  /**
+   * Waiting helps only when settling the reservations in flight could free enough of the budget; when
+   * none is in flight any more although the budget looked held, they settled meanwhile: try again.
+   */
+  private async mayWait(key: string, consumed: number, attempts: number): Promise<'wait' | 'retry' | 'no'> {
+    if (this.shadow || attempts > this.config.jail.maxretry) return 'no';
+    if ((this.waiters.get(key)?.length ?? 0) >= this.config.proxy.loginQueueLength || this.waiting >= MAX_WAITING) return 'no';
+    // Read afresh (the consume's figure may predate settles made meanwhile): failures are the counter
+    // less the reservations still in flight.
+    const total = Math.max(0, await this.safe('count', () => this.ipCounter.get(key), consumed));
     const held = await this.inFlight(key);
-    return held > 0 && consumed - held + attempts <= this.config.jail.maxretry;
+    if (Math.max(0, total - held) + attempts > this.config.jail.maxretry) return 'no';
+    return held > 0 ? 'wait' : 'retry';
   }
 
   private waitTurn(key: string, at: number, deadline: number): Promise<boolean> {
@@ -323,7 +339,11 @@ export class Enforcer {
 
     // The address first: a refused login touches no account counter, so an address flooding distinct
     // names is refused (and banned) instead of leaving a shield counter per name behind.
+    // The reservation is announced as in flight before it is taken, and withdrawn if it is not: whoever
+    // reads the two counters meanwhile may see fewer failures than there are, never more (see mayWait).
+    await this.safe('inflight', () => this.inflightCounter.add(key, attempts), null);
     const res = await this.safe('reserve', () => this.ipCounter.consume(key, attempts), null);
+    if (!res || !res.allowed) await this.safe('inflight', () => this.inflightCounter.reward(key, attempts), undefined);
     if (res && !res.allowed) {
       if (!this.shadow) {
         return done({ allowed: false, reason: 'limited', retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeReset / 1000)) }, res.consumed);
@@ -333,7 +353,9 @@ export class Enforcer {
     }
     const reserved = res && res.allowed ? attempts : 0;
     const refundIp = async (): Promise<void> => {
-      if (reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, reserved), undefined);
+      if (reserved === 0) return;
+      await this.safe('refund', () => this.ipCounter.reward(key, reserved), undefined);
+      await this.safe('inflight', () => this.inflightCounter.reward(key, reserved), undefined);
     };
 
     // Account shield: reserve one failure per targeted account, so bots spread over many addresses
@@ -371,7 +393,6 @@ export class Enforcer {
         return done({ allowed: false, reason: 'banned', retryAfterSeconds: Math.max(1, Math.ceil((ban.until - this.clock.now()) / 1000)), ban });
       }
     }
-    if (reserved > 0) await this.safe('inflight', () => this.inflightCounter.add(key, reserved), null);
     return done(pass(reserved, reservedAccounts, false));
   }
 
@@ -419,13 +440,17 @@ export class Enforcer {
 
   private async settleCounts(ticket: LoginTicket, outcome: LoginOutcome, successAccounts: readonly string[]): Promise<void> {
     const { key } = ticket;
-    // This login is no longer in flight, whatever it turned out to be.
-    if (ticket.reserved > 0) await this.safe('inflight', () => this.inflightCounter.reward(key, ticket.reserved), undefined);
+    // No longer in flight, whatever it turned out to be: withdrawn only after the address counter holds
+    // the outcome, so that a reader of both never sees more failures than there are.
+    const landed = async (): Promise<void> => {
+      if (ticket.reserved > 0) await this.safe('inflight', () => this.inflightCounter.reward(key, ticket.reserved), undefined);
+    };
     {
       if (outcome.failures > 0) {
         const extra = outcome.failures - ticket.reserved;
         if (extra > 0) await this.safe('count', () => this.ipCounter.add(key, extra), null);
         else if (extra < 0) await this.safe('refund', () => this.ipCounter.reward(key, -extra), undefined);
+        await landed();
         // The shield's failures were reserved at admission: only the pairs are counted now.
         // Pairs are booked only on the accounts the answer names with certainty (see classifyResponse).
         await this.countAccounts(outcome.failedAccounts ?? ticket.accounts, key, true, outcome.failures);
@@ -433,6 +458,7 @@ export class Enforcer {
         await this.banIfOver(ticket.ip, key, outcome.ruleId, outcome.service, 'proxy', await this.inFlight(key));
       } else {
         if (ticket.reserved > 0) await this.safe('refund', () => this.ipCounter.reward(key, ticket.reserved), undefined);
+        await landed();
         await this.refundAccounts(ticket.reservedAccounts);
       }
       if (successAccounts.length > 0) await this.clearOnSuccess(successAccounts, key);
@@ -527,26 +553,44 @@ export class Enforcer {
   async ban(target: string, req: BanRequest): Promise<Ban> {
     const canonical = this.checkTarget(target);
     const window = Math.max(this.config.jail.bantimeIncrement.maxtime, this.config.jail.bantime);
-    const count = await this.safe('ban-history', () => this.store.recordBan(canonical, window), 1);
-    const decision = decideBan(count, req.source, this.config.jail, this.config.firewall, req.seconds);
-    const now = this.clock.now();
-    const ban: Ban = {
-      target: canonical,
-      reason: req.reason,
-      service: req.service,
-      since: now,
-      until: now + decision.seconds * 1000,
-      tier: decision.tier,
-      count,
-      source: req.source,
-      ...(this.shadow ? { shadow: true } : {}),
-      ...(req.note ? { note: req.note } : {}),
+    const make = (count: number): Ban => {
+      const decision = decideBan(count, req.source, this.config.jail, this.config.firewall, req.seconds);
+      const now = this.clock.now();
+      return {
+        target: canonical,
+        reason: req.reason,
+        service: req.service,
+        since: now,
+        until: now + decision.seconds * 1000,
+        tier: decision.tier,
+        count,
+        source: req.source,
+        ...(this.shadow ? { shadow: true } : {}),
+        ...(req.note ? { note: req.note } : {}),
+      };
     };
+    // Decided and written in one step in the store: when another instance banned this offence first,
+    // its ban is the one (no second count, no longer repeat-offender ban). A manual ban replaces.
+    const t0 = process.hrtime.bigint();
+    let result: { ban: Ban; created: boolean };
+    try {
+      result = await this.store.createBan(canonical, window, make, req.source === 'manual');
+      this.metrics.storeLatency.observe({ op: 'ban' }, Number(process.hrtime.bigint() - t0) / 1e9);
+    } catch (err) {
+      // The store queues writes it cannot make; this is a failure of the store itself. Enforce locally.
+      this.metrics.storeErrors.inc({ op: 'ban' });
+      this.log.warn({ err: (err as Error).message, op: 'ban', code: 'GK_ERR_STORE' }, 'store operation failed');
+      result = { ban: make(1), created: true };
+    }
+    const { ban } = result;
     this.cache.set(ban);
-    await this.store.addBan(ban);
+    if (!result.created) {
+      this.log.info({ ip: ban.target, rule: req.reason, until: new Date(ban.until).toISOString() }, 'already banned (by another instance): not counted twice');
+      return ban;
+    }
     const evidence = this.evidenceOf?.(canonical) ?? [];
     this.remember({
-      at: now,
+      at: ban.since,
       action: 'ban',
       target: canonical,
       by: req.by ?? req.source,

@@ -77,6 +77,14 @@ export class MemoryStore implements Store {
     return count;
   }
 
+  async createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
+    const current = replace ? null : await this.getBan(target);
+    if (current) return { ban: current, created: false };
+    const ban = make(await this.recordBan(target, windowSeconds));
+    await this.addBan(ban);
+    return { ban, created: true };
+  }
+
   subscribe(listener: (event: BanEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

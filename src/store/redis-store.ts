@@ -4,76 +4,129 @@ import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Clock } from '../clock.js';
 import type { Ban, BanEvent } from './ban.js';
 import { RateLimiterCounter } from './rate-limiter-counter.js';
+import { RedisBans, type Scripted } from './redis-bans.js';
+import type { RedisKind } from './redis-connect.js';
+import { RedisKeys } from './redis-keys.js';
+import { ASSERT_BAN, CREATE_BAN, RECORD_BAN, REMOVE_BAN } from './redis-scripts.js';
 import type { CounterSpec, FailureCounter, Store, StoreHealth } from './store.js';
-
-type PendingOp = { type: 'ban'; ban: Ban } | { type: 'unban'; target: string } | { type: 'unban-all' };
 
 interface WireEvent {
   origin: string;
   event: BanEvent;
 }
 
+export interface RedisStoreOptions {
+  /** Which topology the clients talk to (Cluster pings every master). */
+  readonly kind?: RedisKind;
+  /** The commands' deadline (ms): the watchdog's PING uses it too. */
+  readonly commandTimeoutMs?: number;
+  /** How long a ban write waits for a replica's acknowledgement (Redis WAIT), ms. */
+  readonly replicaAckTimeoutMs?: number;
+}
+
 /**
- * Bans, ban history, flags and positions in Redis, shared by every gatekeeper instance.
+ * Bans, ban history, flags and positions in Redis (single, Sentinel or Cluster), shared by every
+ * gatekeeper instance. Key layout: redis-keys.ts; bans: redis-bans.ts.
  *
- * Keys (all under keyPrefix):
- *   ban:<target>      JSON of the Ban, expires with the ban (PX)
- *   bans              sorted set target -> until (ms), the index used for listing
- *   banhist:<target>  number of bans, expires windowSeconds after the last one
- *   flag:<key>        known-good account/IP pairs and similar facts with a TTL
- *   val:<key>         durable values (log positions)
- *   rl:<name>:<key>   failure counters (rate-limiter-flexible)
- *   events            pub/sub channel for ban/unban between instances
- *
- * While Redis is unreachable, ban writes are queued in memory and written on reconnect; counters fall
- * back to an in-memory insurance limiter (not synced back: a documented limit of rate-limiter-flexible).
+ * - One ban per offence: a ban is decided and written by one script (compare-and-set on the target's
+ *   history), so two instances crossing the limit at once make one ban, counted once.
+ * - No ban lost in a failover: where the master has replicas, each ban write waits for one (WAIT) and
+ *   an unacknowledged write degrades health; every ban this instance made or holds is re-asserted (with
+ *   its original expiry, unless unbanned since: tombstones) whenever the store's list lacks it, which
+ *   the enforcer reads at every reconnect, Cluster topology change and every 30 s.
+ * - A hung Redis is a down Redis: every command has a deadline, and a watchdog PING that misses it
+ *   drops the connection, so commands fail at once (counting falls back to memory) until Redis answers.
+ * - While Redis is unreachable, ban writes are queued in memory and written on reconnect (history
+ *   included); counters fall back to an in-memory insurance limiter.
  */
 export class RedisStore implements Store {
   private readonly origin = randomUUID();
   private readonly listeners = new Set<(e: BanEvent) => void>();
-  private readonly pending: PendingOp[] = [];
-  private readonly channel: string;
+  private readonly keys: RedisKeys;
+  private readonly bans: RedisBans;
+  private readonly kind: RedisKind;
+  private readonly commandTimeoutMs: number;
+  private readonly ackTimeoutMs: number;
+  private readonly watchdog: NodeJS.Timeout;
   private lastError = '';
-  private flushing = false;
+  private hung = false;
+  private replicaReadings: number[] = [];
   private closed = false;
+  private topologyTimer: NodeJS.Timeout | null = null;
+  /** Told the store's problems ('' when healthy) once a second by the watchdog (the caller logs changes). */
+  onProblem: ((problem: string) => void) | undefined;
 
   constructor(
     private readonly redis: Redis | Cluster,
     private readonly subscriber: Redis | Cluster,
     private readonly prefix: string,
-    private readonly clock: Clock,
+    clock: Clock,
+    opts: RedisStoreOptions = {},
   ) {
-    this.channel = `${prefix}events`;
+    this.keys = new RedisKeys(prefix);
+    this.kind = opts.kind ?? ('nodes' in redis && typeof redis.nodes === 'function' ? 'cluster' : 'single');
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? 1000;
+    // WAIT must answer within the command deadline, or the watchdog would take it for a hung Redis.
+    this.ackTimeoutMs = Math.min(opts.replicaAckTimeoutMs ?? 500, Math.floor(this.commandTimeoutMs * 0.8));
+    redis.defineCommand('gkCreateBan', { numberOfKeys: 4, lua: CREATE_BAN });
+    redis.defineCommand('gkAssertBan', { numberOfKeys: 4, lua: ASSERT_BAN });
+    redis.defineCommand('gkRemoveBan', { numberOfKeys: 3, lua: REMOVE_BAN });
+    redis.defineCommand('gkRecordBan', { numberOfKeys: 1, lua: RECORD_BAN });
+    this.bans = new RedisBans({
+      redis,
+      scripted: redis as unknown as Scripted,
+      keys: this.keys,
+      clock,
+      ackTimeoutMs: this.ackTimeoutMs,
+      ready: () => this.ready,
+      closed: () => this.closed,
+      replicas: () => this.replicas,
+      emit: (e) => this.emit(e),
+      publish: (e) => this.publish(e),
+      noteError: (message) => {
+        this.lastError = message;
+      },
+    });
     redis.on('error', (err: Error) => {
       this.lastError = err.message;
     });
     redis.on('ready', () => {
       this.lastError = '';
-      void this.flushPending();
+      this.hung = false;
+      void this.onReady();
     });
+    if (this.kind === 'cluster') {
+      // A failover moves slots to a promoted replica: read the list again (and re-assert what it lost).
+      for (const ev of ['+node', '-node']) redis.on(ev, () => this.topologyChanged());
+    }
     subscriber.on('error', () => undefined);
     subscriber.on('ready', () => {
       // (Re)subscribe once connected (commands are not queued while offline), then ask listeners to
       // reload: events published while we were away are lost.
-      void subscriber.subscribe(this.channel).then(
+      void subscriber.subscribe(this.keys.channel).then(
         () => this.emit({ type: 'resync' }),
         () => undefined,
       );
     });
     subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.channel) return;
+      if (channel !== this.keys.channel) return;
       let wire: WireEvent;
       try {
         wire = JSON.parse(message) as WireEvent;
       } catch {
         return;
       }
-      if (wire.origin !== this.origin) this.emit(wire.event);
+      if (wire.origin === this.origin) return;
+      this.bans.heard(wire.event);
+      this.emit(wire.event);
     });
+    const every = Math.max(1000, this.commandTimeoutMs);
+    this.watchdog = setInterval(() => void this.ping(), every);
+    this.watchdog.unref();
   }
 
   get ready(): boolean {
-    return this.redis.status === 'ready';
+    return this.redis.status === 'ready' && !this.hung;
   }
 
   counter(spec: CounterSpec): FailureCounter {
@@ -90,6 +143,66 @@ export class RedisStore implements Store {
     );
   }
 
+  private async onReady(): Promise<void> {
+    await this.refreshReplicas().catch(() => undefined);
+    await this.bans.onReady();
+    // After a reconnect (a master switch among them) the listeners reload the list, which re-asserts
+    // what the new master lacks.
+    this.emit({ type: 'resync' });
+  }
+
+  private topologyChanged(): void {
+    if (this.topologyTimer || this.closed) return;
+    this.topologyTimer = setTimeout(() => {
+      this.topologyTimer = null;
+      this.emit({ type: 'resync' });
+    }, 1000);
+    this.topologyTimer.unref();
+  }
+
+  /**
+   * The watchdog: a PING (to every master of a Cluster) that misses the command deadline marks Redis as
+   * hung. A single/Sentinel connection is then dropped and reopened, so commands fail at once instead of
+   * each waiting out its deadline; it is ready again when Redis answers.
+   */
+  private async ping(): Promise<void> {
+    this.onProblem?.(this.health().ok ? '' : this.health().detail);
+    if (this.closed || this.redis.status !== 'ready') return;
+    try {
+      const targets = this.kind === 'cluster' ? (this.redis as Cluster).nodes('master') : [this.redis as Redis];
+      await Promise.all(targets.map((n) => n.ping()));
+      this.hung = false;
+      // A Cluster client stays ready through a failover (no 'ready' event to flush on): retry here.
+      await this.bans.onReady();
+      await this.refreshReplicas();
+      if (this.bans.unacknowledged) await this.bans.confirmAck(targets);
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (!/timed out/i.test(msg)) return;
+      this.hung = true;
+      this.lastError = `no answer within ${this.commandTimeoutMs} ms (redis.commandTimeout)`;
+      if (this.kind !== 'cluster') this.redis.disconnect(true);
+    }
+  }
+
+  /** How many replicas a ban write waits for: the master's (every master's, least) connected replicas. */
+  private async refreshReplicas(): Promise<void> {
+    const nodes = this.kind === 'cluster' ? (this.redis as Cluster).nodes('master') : [this.redis as Redis];
+    const counts = await Promise.all(
+      nodes.map(async (n) => {
+        const role = (await n.role()) as unknown[];
+        return role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+      }),
+    );
+    // The highest of the last 10 readings (one a second): a replica that vanishes because it is being
+    // promoted (a planned failover) must not make the writes just before the switch skip WAIT.
+    this.replicaReadings = [...this.replicaReadings.slice(-9), counts.length > 0 ? Math.min(...counts) : 0];
+  }
+
+  private get replicas(): number {
+    return this.replicaReadings.length > 0 ? Math.max(...this.replicaReadings) : 0;
+  }
+
   private emit(event: BanEvent): void {
     for (const l of this.listeners) {
       try {
@@ -100,121 +213,38 @@ export class RedisStore implements Store {
     }
   }
 
-  private async publish(event: BanEvent): Promise<void> {
-    await this.redis.publish(this.channel, JSON.stringify({ origin: this.origin, event } satisfies WireEvent));
+  private publish(event: BanEvent): void {
+    // Best effort: an instance that misses an event reloads the list within 30 s.
+    this.redis.publish(this.keys.channel, JSON.stringify({ origin: this.origin, event } satisfies WireEvent)).catch(() => undefined);
   }
 
-  private async write(op: PendingOp): Promise<void> {
-    const p = this.prefix;
-    if (op.type === 'ban') {
-      const ttl = op.ban.until - this.clock.now();
-      if (ttl <= 0) return;
-      await this.redis
-        .multi()
-        .set(`${p}ban:${op.ban.target}`, JSON.stringify(op.ban), 'PX', Math.ceil(ttl))
-        .zadd(`${p}bans`, op.ban.until, op.ban.target)
-        .exec();
-    } else if (op.type === 'unban') {
-      await this.redis.multi().del(`${p}ban:${op.target}`).zrem(`${p}bans`, op.target).exec();
-    } else {
-      const targets = await this.redis.zrange(`${p}bans`, 0, -1);
-      const m = this.redis.multi();
-      for (const t of targets) m.del(`${p}ban:${t}`);
-      m.del(`${p}bans`);
-      await m.exec();
-    }
-    await this.publish(op);
+  createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }> {
+    return this.bans.createBan(target, windowSeconds, make, replace);
   }
 
-  /** Writes now, or queues the write for when Redis is back. Local listeners hear of it at once. */
-  private async apply(op: PendingOp): Promise<void> {
-    this.emit(op);
-    if (!this.ready) {
-      this.queue(op);
-      return;
-    }
-    try {
-      await this.write(op);
-    } catch (err) {
-      this.lastError = (err as Error).message;
-      this.queue(op);
-    }
+  addBan(ban: Ban): Promise<void> {
+    return this.bans.addBan(ban);
   }
 
-  private queue(op: PendingOp): void {
-    if (op.type === 'unban-all') this.pending.length = 0;
-    this.pending.push(op);
-    // Bound the queue: a very long outage keeps the newest 100k operations.
-    if (this.pending.length > 100_000) this.pending.splice(0, this.pending.length - 100_000);
+  removeBan(target: string): Promise<boolean> {
+    return this.bans.removeBan(target);
   }
 
-  private async flushPending(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0 && this.ready && !this.closed) {
-        const op = this.pending[0]!;
-        await this.write(op);
-        this.pending.shift();
-      }
-    } catch (err) {
-      this.lastError = (err as Error).message;
-    } finally {
-      this.flushing = false;
-    }
+  removeAllBans(): Promise<number> {
+    return this.bans.removeAllBans();
   }
 
-  async addBan(ban: Ban): Promise<void> {
-    await this.apply({ type: 'ban', ban });
-  }
-
-  async removeBan(target: string): Promise<boolean> {
-    const existed = this.ready ? (await this.redis.exists(`${this.prefix}ban:${target}`).catch(() => 0)) === 1 : false;
-    await this.apply({ type: 'unban', target });
-    return existed;
-  }
-
-  async removeAllBans(): Promise<number> {
-    const n = this.ready ? await this.redis.zcount(`${this.prefix}bans`, this.clock.now(), '+inf').catch(() => 0) : 0;
-    await this.apply({ type: 'unban-all' });
-    return n;
-  }
-
-  async getBan(target: string): Promise<Ban | null> {
-    const now = this.clock.now();
-    // Not yet flushed (Redis was away): the newest queued operation on this target decides.
-    for (let i = this.pending.length - 1; i >= 0; i--) {
-      const op = this.pending[i]!;
-      if (op.type === 'unban-all' || (op.type === 'unban' && op.target === target)) return null;
-      if (op.type === 'ban' && op.ban.target === target) return op.ban.until > now ? op.ban : null;
-    }
-    return activeBan(await this.redis.get(`${this.prefix}ban:${target}`), now);
+  getBan(target: string): Promise<Ban | null> {
+    return this.bans.getBan(target);
   }
 
   async listBans(): Promise<Ban[]> {
-    const now = this.clock.now();
-    const p = this.prefix;
-    await this.redis.zremrangebyscore(`${p}bans`, '-inf', now);
-    const targets = await this.redis.zrangebyscore(`${p}bans`, now, '+inf');
-    const out: Ban[] = [];
-    for (let i = 0; i < targets.length; i += 500) {
-      const chunk = targets.slice(i, i + 500);
-      const values = await this.redis.mget(...chunk.map((t) => `${p}ban:${t}`));
-      for (const v of values) {
-        const ban = activeBan(v, now);
-        if (ban) out.push(ban);
-      }
-    }
-    // Bans written here but not yet flushed are active too.
-    for (const op of this.pending) if (op.type === 'ban' && op.ban.until > now) out.push(op.ban);
-    return out;
+    void this.refreshReplicas().catch(() => undefined);
+    return this.bans.listBans();
   }
 
-  async recordBan(target: string, windowSeconds: number): Promise<number> {
-    const key = `${this.prefix}banhist:${target}`;
-    const res = await this.redis.multi().incr(key).expire(key, Math.max(1, Math.ceil(windowSeconds))).exec();
-    const count = res?.[0]?.[1];
-    return typeof count === 'number' ? count : 1;
+  recordBan(target: string, windowSeconds: number): Promise<number> {
+    return this.bans.recordBan(target, windowSeconds);
   }
 
   subscribe(listener: (event: BanEvent) => void): () => void {
@@ -223,47 +253,44 @@ export class RedisStore implements Store {
   }
 
   async setFlag(key: string, ttlSeconds: number): Promise<void> {
-    await this.redis.set(`${this.prefix}flag:${key}`, '1', 'PX', Math.max(1, Math.ceil(ttlSeconds * 1000)));
+    await this.redis.set(this.keys.flag(key), '1', 'PX', Math.max(1, Math.ceil(ttlSeconds * 1000)));
   }
 
   async hasFlag(key: string): Promise<boolean> {
-    return (await this.redis.exists(`${this.prefix}flag:${key}`)) === 1;
+    return (await this.redis.exists(this.keys.flag(key))) === 1;
   }
 
   async getValue(key: string): Promise<string | null> {
-    return this.redis.get(`${this.prefix}val:${key}`);
+    return this.redis.get(this.keys.value(key));
   }
 
   async setValue(key: string, value: string): Promise<void> {
-    await this.redis.set(`${this.prefix}val:${key}`, value);
+    await this.redis.set(this.keys.value(key), value);
   }
 
   health(): StoreHealth {
-    const ok = this.ready;
+    const problems: string[] = [];
+    if (this.redis.status !== 'ready') problems.push(`redis ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`);
+    else if (this.hung) problems.push(`redis hung: ${this.lastError}`);
+    problems.push(...this.bans.problems());
+    const ok = problems.length === 0;
     return {
       backend: 'redis',
       ok,
-      detail: ok ? 'connected' : `redis ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`,
-      pendingWrites: this.pending.length,
+      detail: ok ? `connected (${this.kind})` : problems.join('; '),
+      pendingWrites: this.bans.pendingWrites,
+      replicas: this.replicas,
+      reasserted: this.bans.reasserted,
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watchdog);
+    if (this.topologyTimer) clearTimeout(this.topologyTimer);
     this.listeners.clear();
     await Promise.allSettled([this.subscriber.quit(), this.redis.quit()]);
     this.subscriber.disconnect();
     this.redis.disconnect();
-  }
-}
-
-/** A stored ban that is still active at `now`; a missing, expired, foreign or corrupt value is null. */
-function activeBan(raw: string | null, now: number): Ban | null {
-  if (!raw) return null;
-  try {
-    const ban = JSON.parse(raw) as Ban;
-    return ban.until > now ? ban : null;
-  } catch {
-    return null;
   }
 }

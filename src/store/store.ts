@@ -16,6 +16,13 @@ export interface BanStore {
    * and returns the number of bans including this one. Drives bantimeIncrement and escalation.
    */
   recordBan(target: string, windowSeconds: number): Promise<number>;
+  /**
+   * Decides and stores one ban of `target`, atomically across every instance sharing the store: the
+   * history is counted once and `make(count)` builds the ban for that count (count includes this ban).
+   * Unless `replace` (a manual ban), an active ban stored already wins: nothing is counted and that ban
+   * comes back with `created: false` (another instance banned the same offence first).
+   */
+  createBan(target: string, windowSeconds: number, make: (count: number) => Ban, replace: boolean): Promise<{ ban: Ban; created: boolean }>;
   /** Ban/unban events from this and every other instance. Returns an unsubscribe function. */
   subscribe(listener: (event: BanEvent) => void): () => void;
 }
@@ -55,6 +62,10 @@ export interface StoreHealth {
   readonly detail: string;
   /** Bans made while the backend was unreachable, waiting to be written. */
   readonly pendingWrites: number;
+  /** Replicas a ban write waits for (Redis WAIT); 0 when the master has none. */
+  readonly replicas?: number;
+  /** Bans this instance wrote again after the store had lost them (failover), since start. */
+  readonly reasserted?: number;
 }
 
 export interface CounterSpec {

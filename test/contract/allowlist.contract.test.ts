@@ -87,7 +87,7 @@ if (!missing) {
   contract('redis (two instances sharing one server)', async () => {
     server = await startRedis();
     const clock = fakeClock();
-    const open = (): RedisAllowlist => new RedisAllowlist(connectRedis(server.url, 2000), connectRedis(server.url, 2000), 'gkc:', clock);
+    const open = (): RedisAllowlist => new RedisAllowlist(connectRedis(server.url, { connectTimeoutMs: 2000, commandTimeoutMs: 2000 }), connectRedis(server.url, { connectTimeoutMs: 2000, commandTimeoutMs: 2000 }), 'gkc:', clock);
     const a = open();
     const b = open();
     await waitFor(async () => (await a.list().then(() => true, () => false)) && (await b.list().then(() => true, () => false)), 5000, 'connected');

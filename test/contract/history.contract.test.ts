@@ -75,7 +75,7 @@ if (!missing) {
   contract('redis', async () => {
     server = await startRedis();
     const clock = fakeClock();
-    const h = new RedisHistory(connectRedis(server.url, 2000), 'gkh:', clock, LIMITS);
+    const h = new RedisHistory(connectRedis(server.url, { connectTimeoutMs: 2000, commandTimeoutMs: 2000 }), 'gkh:', clock, LIMITS);
     await waitFor(async () => h.list({ limit: 1 }).then(() => true, () => false), 5000, 'connected');
     return {
       h,

@@ -4,11 +4,14 @@ import type { Clock } from '../../src/clock.js';
 import type { Ban, BanEvent } from '../../src/store/ban.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { connectRedis } from '../../src/store/redis-connect.js';
+import { RedisKeys } from '../../src/store/redis-keys.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store } from '../../src/store/store.js';
 import { which } from '../helpers/binaries.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { waitFor } from '../helpers/gatekeeper-process.js';
+
+const OPTS = { connectTimeoutMs: 2000, commandTimeoutMs: 1000 };
 
 /*
  * One contract for every Store: the memory store and the Redis store must behave the same.
@@ -63,6 +66,21 @@ function contract(name: string, make: () => Promise<{ store: Store; clock: Clock
       assert.equal(await store.recordBan('203.0.113.3', 3600), 1);
       assert.equal(await store.recordBan('203.0.113.3', 3600), 2);
       assert.equal(await store.recordBan('203.0.113.4', 3600), 1);
+    });
+
+    it('decides a ban once: an active ban wins over a second one, counted once; a manual ban replaces it', async () => {
+      const make = (count: number): Ban => ban('203.0.113.20', clock, 60, { count });
+      const first = await store.createBan('203.0.113.20', 3600, make, false);
+      assert.deepEqual([first.created, first.ban.count], [true, 1]);
+      const second = await store.createBan('203.0.113.20', 3600, make, false);
+      assert.deepEqual([second.created, second.ban.since, second.ban.count], [false, first.ban.since, 1]);
+      const manual = await store.createBan('203.0.113.20', 3600, make, true);
+      assert.deepEqual([manual.created, manual.ban.count], [true, 2]);
+      assert.equal((await store.getBan('203.0.113.20'))?.count, 2);
+      await store.removeBan('203.0.113.20');
+      const again = await store.createBan('203.0.113.20', 3600, make, false);
+      assert.deepEqual([again.created, again.ban.count], [true, 3], 'a new offence after an unban counts as the third ban');
+      await store.removeAllBans();
     });
 
     it('tells subscribers of its own bans and unbans', async () => {
@@ -124,15 +142,15 @@ describe('redis', { skip: !which('redis-server') && process.env.CI !== 'true' ? 
   });
   contract('redis', async () => {
     const prefix = `gk${Math.random().toString(36).slice(2, 8)}:`;
-    const store = new RedisStore(connectRedis(server.url, 2000), connectRedis(server.url, 2000), prefix, clock);
+    const store = new RedisStore(connectRedis(server.url, OPTS), connectRedis(server.url, OPTS), prefix, clock);
     await waitFor(() => store.health().ok, 5000, 'redis ready');
     return { store, clock, cleanup: () => store.close() };
   });
 
   it('delivers bans to a second instance over pub/sub, and queues writes while Redis is down', async () => {
     const prefix = 'gkps:';
-    const a = new RedisStore(connectRedis(server.url, 2000), connectRedis(server.url, 2000), prefix, clock);
-    const b = new RedisStore(connectRedis(server.url, 2000), connectRedis(server.url, 2000), prefix, clock);
+    const a = new RedisStore(connectRedis(server.url, OPTS), connectRedis(server.url, OPTS), prefix, clock);
+    const b = new RedisStore(connectRedis(server.url, OPTS), connectRedis(server.url, OPTS), prefix, clock);
     try {
       await waitFor(() => a.health().ok && b.health().ok, 5000, 'redis ready');
       await new Promise((r) => setTimeout(r, 100)); // subscriptions settle
@@ -147,7 +165,7 @@ describe('redis', { skip: !which('redis-server') && process.env.CI !== 'true' ? 
       assert.equal(a.health().pendingWrites, 1);
       await server.start();
       await waitFor(() => a.health().ok && a.health().pendingWrites === 0, 10_000, 'pending ban written after reconnect');
-      const raw = await server.client().get(`${prefix}ban:203.0.113.51`);
+      const raw = await server.client().get(new RedisKeys(prefix).ban('203.0.113.51').ban);
       assert.ok(raw, 'the ban made while Redis was down is in Redis now');
     } finally {
       await a.close();

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { RedisKeys } from '../../src/store/redis-keys.js';
 
 /** The lowest port the kernel hands out to outgoing connections (32768 when unreadable). */
 function ephemeralLow(): number {
@@ -43,6 +44,10 @@ export interface RedisServer {
   readonly url: string;
   /** A client for assertions (what is really in Redis); closed by stop(). */
   client(): Redis;
+  /** Stops the process (SIGSTOP: a hung host; connections stay open, nothing answers). */
+  pause(): void;
+  /** Lets a paused process run again (SIGCONT). */
+  resume(): void;
   /** Kills the server (SIGKILL: a crash, not a clean shutdown). */
   kill(): Promise<void>;
   /** Starts it again on the same port (after kill); nothing persisted. */
@@ -51,16 +56,39 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** A real redis-server on a free loopback port, no persistence. */
-export async function startRedis(bin = 'redis-server'): Promise<RedisServer> {
+/** Waits until something accepts TCP connections on the loopback port (a TLS or password-protected Redis). */
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * A real redis-server on a free loopback port, no persistence. `args` are added to its command line;
+ * with `tlsPort` the free port is its TLS port (`--tls-port`) and the plain one is off.
+ */
+export async function startRedis(bin = 'redis-server', opts: { args?: string[]; tlsPort?: boolean } = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'gk-redis-'));
   let proc: ChildProcess | null = null;
   const clients: Redis[] = [];
 
   const start = async (): Promise<void> => {
-    proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    const ports = opts.tlsPort ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
+    proc = spawn(bin, [...ports, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(opts.args ?? [])], { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
+    if (opts.args || opts.tlsPort) {
+      while (!(await tcpOpen(port))) {
+        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`redis-server did not start on port ${port}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return;
+    }
     for (;;) {
       const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       probe.on('error', () => undefined);
@@ -95,6 +123,12 @@ export async function startRedis(bin = 'redis-server'): Promise<RedisServer> {
       clients.push(c);
       return c;
     },
+    pause() {
+      proc?.kill('SIGSTOP');
+    },
+    resume() {
+      proc?.kill('SIGCONT');
+    },
     kill,
     start,
     async stop() {
@@ -103,4 +137,9 @@ export async function startRedis(bin = 'redis-server'): Promise<RedisServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The Redis key a ban of `target` is stored under (the sharded layout of src/store/redis-keys.ts). */
+export function banKey(target: string, prefix = 'gk:'): string {
+  return new RedisKeys(prefix).ban(target).ban;
 }

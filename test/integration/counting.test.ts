@@ -5,7 +5,7 @@ import { which } from '../helpers/binaries.js';
 import { DEFAULT_USERS, startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
 import { basic, closeAgents, formLogin, send, soapJsonAuth, soapXmlAuth, type Reply } from '../helpers/http-client.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { banKey, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const skip = !which('redis-server') && process.env.CI !== 'true' ? 'redis-server is not installed: apt-get install -y redis-server' : false;
 if (skip) process.stderr.write(`\n*** SKIPPED counting integration tests: ${skip} ***\n`);
@@ -83,9 +83,9 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
       if (a.listener === 'admin') {
         // Addresses in admin.allow are never banned, but they stay limited: still no 4th attempt.
         assert.equal(fourth.headers['x-gatekeeper'], 'limited');
-        assert.equal(await r.get(`gk:ban:${ip}`), null);
+        assert.equal(await r.get(banKey(ip)), null);
       } else {
-        const raw = await waitFor(() => r.get(`gk:ban:${ip}`), 2000, `ban of ${ip} in Redis`);
+        const raw = await waitFor(() => r.get(banKey(ip)), 2000, `ban of ${ip} in Redis`);
         assert.equal((JSON.parse(raw) as { reason: string }).reason, ruleId);
       }
       assert.equal(reached(), 3, 'the 4th attempt did not reach Zimbra');
@@ -106,7 +106,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     const resets = settled.filter((x) => x.status === 'rejected').map((x) => String((x.reason as NodeJS.ErrnoException).code));
     assert.deepEqual([...new Set(resets)].filter((c) => c !== 'ECONNRESET'), [], 'refused connections are reset, nothing else fails');
     assert.equal(statuses.filter((x) => x === 429).length + resets.length, 47);
-    await waitFor(() => r.get(`gk:ban:${ip}`), 2000, 'ban in Redis');
+    await waitFor(() => r.get(banKey(ip)), 2000, 'ban in Redis');
   });
 
   it('a successful login clears that account\'s failures from that address', async () => {
@@ -118,7 +118,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     assert.equal((await send(ip, url, { method: 'POST', headers: json, body: soapJsonAuth('reset@example.com', 'reset-password') })).status, 200);
     await send(ip, url, wrong);
     await send(ip, url, wrong);
-    assert.equal(await r.get(`gk:ban:${ip}`), null, 'two failures after the success: not banned');
+    assert.equal(await r.get(banKey(ip)), null, 'two failures after the success: not banned');
     const status = JSON.parse((await runCli(['status', ip, '--json', '--api', gk.url('api', '')])).stdout) as { failures: number; banned: boolean };
     assert.deepEqual({ failures: status.failures, banned: status.banned }, { failures: 2, banned: false });
   });
@@ -130,7 +130,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     await send(ip, url, { method: 'POST', headers: json, body: soapJsonAuth('victim@example.com', 'guess2') });
     await send(ip, url, { method: 'POST', headers: json, body: soapJsonAuth('user@example.com', 'right-password') });
     await send(ip, url, { method: 'POST', headers: json, body: soapJsonAuth('victim@example.com', 'guess3') });
-    await waitFor(() => r.get(`gk:ban:${ip}`), 2000, 'ban despite the attacker\'s own valid account');
+    await waitFor(() => r.get(banKey(ip)), 2000, 'ban despite the attacker\'s own valid account');
   });
 
   it('the 2FA step (password right, code pending) is not a failure', async () => {
@@ -142,7 +142,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
       const form = await send(ip, gk.url('web', '/'), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: formLogin('twofa@example.com', 'twofa-password') });
       assert.match(form.body, /totpcode/);
     }
-    assert.equal(await r.get(`gk:ban:${ip}`), null);
+    assert.equal(await r.get(banKey(ip)), null);
   });
 
   it('DAV 401s to requests without credentials are not counted', async () => {
@@ -153,7 +153,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     }
     const ok = await send(ip, gk.url('web', '/dav/dav@example.com/'), { method: 'PROPFIND', headers: { authorization: basic('dav@example.com', 'dav-password') } });
     assert.equal(ok.status, 207);
-    assert.equal(await r.get(`gk:ban:${ip}`), null);
+    assert.equal(await r.get(banKey(ip)), null);
   });
 
   it('a DAV client with good credentials is never limited, even with many parallel requests', async () => {
@@ -200,10 +200,10 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     const ip = '127.0.0.46';
     const wrong = { method: 'POST' as const, headers: json, body: soapJsonAuth('repeat@example.com', 'wrong') };
     for (let i = 0; i < 3; i++) await send(ip, gk.url('web', '/service/soap'), wrong);
-    const first = JSON.parse(await waitFor(() => r.get(`gk:ban:${ip}`), 2000, 'first ban')) as { since: number; until: number; count: number };
+    const first = JSON.parse(await waitFor(() => r.get(banKey(ip)), 2000, 'first ban')) as { since: number; until: number; count: number };
     await runCli(['unban', ip, '--api', gk.url('api', '')]);
     for (let i = 0; i < 3; i++) await send(ip, gk.url('web', '/service/soap'), wrong);
-    const second = JSON.parse(await waitFor(() => r.get(`gk:ban:${ip}`), 2000, 'second ban')) as { since: number; until: number; count: number };
+    const second = JSON.parse(await waitFor(() => r.get(banKey(ip)), 2000, 'second ban')) as { since: number; until: number; count: number };
     assert.equal(first.count, 1);
     assert.equal(second.count, 2);
     assert.equal(second.until - second.since, 2 * (first.until - first.since));
@@ -213,7 +213,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
     const gk2 = await startGatekeeper(testConfig(zimbra.url, { redis: { url: redis.url, keyPrefix: 'gk2:' }, jail: { ignoreip: ['127.0.0.47/32'] } }));
     try {
       for (let i = 0; i < 5; i++) await send('127.0.0.47', gk2.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('user@example.com', 'wrong') });
-      assert.equal(await r.get('gk2:ban:127.0.0.47'), null);
+      assert.equal(await r.get(banKey('127.0.0.47', 'gk2:')), null);
     } finally {
       await gk2.stop();
     }
@@ -226,7 +226,7 @@ describe('failed logins counted in Redis, bans in-line', { skip }, () => {
       const replies: number[] = [];
       for (let i = 0; i < 5; i++) replies.push((await send(ip, gk3.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('user@example.com', 'wrong') })).status);
       assert.deepEqual(replies, [500, 500, 500, 500, 500], 'every attempt reached Zimbra');
-      const ban = JSON.parse(await waitFor(() => r.get(`gk3:ban:${ip}`), 2000, 'shadow ban')) as { shadow: boolean };
+      const ban = JSON.parse(await waitFor(() => r.get(banKey(ip, 'gk3:')), 2000, 'shadow ban')) as { shadow: boolean };
       assert.equal(ban.shadow, true);
     } finally {
       await gk3.stop();
@@ -287,7 +287,7 @@ describe('Redis killed and restarted under traffic', { skip }, () => {
       for (let i = 0; i < 3; i++) await send(ip, gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('user@example.com', 'wrong') });
       assert.equal((await send(ip, gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: '{}' })).status, 429, 'banned while Redis is down');
       await redis.start();
-      const raw = await waitFor(() => redis.client().get(`gk:ban:${ip}`), 10_000, 'ban written after Redis came back');
+      const raw = await waitFor(() => redis.client().get(banKey(ip)), 10_000, 'ban written after Redis came back');
       assert.equal((JSON.parse(raw) as { reason: string }).reason, 'soap.auth-failed');
       await waitFor(async () => {
         const h = JSON.parse((await send('127.0.0.1', gk.url('api', '/healthz'))).body) as { store: { ok: boolean } };
@@ -296,7 +296,7 @@ describe('Redis killed and restarted under traffic', { skip }, () => {
       // Counting in Redis resumed.
       const ip2 = '127.0.0.58';
       for (let i = 0; i < 3; i++) await send(ip2, gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('user@example.com', 'wrong') });
-      await waitFor(() => redis.client().get(`gk:ban:${ip2}`), 2000, 'ban after reconnect');
+      await waitFor(() => redis.client().get(banKey(ip2)), 2000, 'ban after reconnect');
     } finally {
       stop = true;
       await traffic;

@@ -12,7 +12,7 @@ import { selfSignedCertificate } from '../helpers/certificate.js';
 import { startFakeZimbra, type FakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, waitFor, type GatekeeperProcess } from '../helpers/gatekeeper-process.js';
 import { closeAgents, send, soapJsonAuth } from '../helpers/http-client.js';
-import { freePort } from '../helpers/redis-server.js';
+import { banKey, freePort } from '../helpers/redis-server.js';
 
 /*
  * Runs what docker-compose.yml describes, without Docker: redis-server with the compose command,
@@ -199,8 +199,8 @@ describe('docker-compose.yml, run for real without Docker', { skip }, () => {
       const res = await send('127.0.0.5', url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': `10.9.9.${i}` }, body: soapJsonAuth('edge@example.com', 'wrong') });
       assert.equal(res.status, 500);
     }
-    await waitFor(() => r.get('gk:ban:127.0.0.5'), 5000, 'the client is banned in Redis');
-    assert.equal(await r.get('gk:ban:127.0.0.1'), null, 'nginx (a trusted proxy) is never banned');
+    await waitFor(() => r.get(banKey('127.0.0.5')), 5000, 'the client is banned in Redis');
+    assert.equal(await r.get(banKey('127.0.0.1')), null, 'nginx (a trusted proxy) is never banned');
     assert.equal((await send('127.0.0.5', url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 429);
     assert.equal((await send('127.0.0.6', `https://127.0.0.1:${ports.EDGE_HTTPS_PORT}/ok`)).status, 200, 'other clients are unaffected');
   });

@@ -7,7 +7,7 @@ import { which } from '../helpers/binaries.js';
 import { startFakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, waitFor } from '../helpers/gatekeeper-process.js';
 import { closeAgents, send } from '../helpers/http-client.js';
-import { startRedis } from '../helpers/redis-server.js';
+import { banKey, startRedis } from '../helpers/redis-server.js';
 
 const skip = !which('redis-server') && process.env.CI !== 'true' ? 'redis-server is not installed: apt-get install -y redis-server' : false;
 const postfix = (ip: string, n: number): string => `Mar 10 13:33:${String(30 + n).padStart(2, '0')} mx postfix/submission/smtpd[3937]: warning: unknown[${ip}]: SASL LOGIN authentication failed: authentication failure\n`;
@@ -32,10 +32,10 @@ describe('log-driven detection end to end', { skip }, () => {
     try {
       // SMTP AUTH failures from postfix.
       for (let i = 0; i < 3; i++) appendFileSync(syslog, postfix('127.0.0.31', i));
-      const raw = await waitFor(() => r.get('gk:ban:127.0.0.31'), 5000, 'SMTP attacker banned');
+      const raw = await waitFor(() => r.get(banKey('127.0.0.31')), 5000, 'SMTP attacker banned');
       const ban = JSON.parse(raw) as { reason: string; source: string; service: string };
       assert.deepEqual({ reason: ban.reason, source: ban.source, service: ban.service }, { reason: 'smtp.sasl-failed', source: 'log', service: 'smtp' });
-      assert.equal(await r.get('gk:ban:127.0.0.30'), null, 'lines written before the first start are not counted');
+      assert.equal(await r.get(banKey('127.0.0.30')), null, 'lines written before the first start are not counted');
       const list = JSON.parse((await runCli(['list', '--json', '--api', gk.url('api', '')])).stdout) as { bans: Array<{ ip: string; reason: string }> };
       assert.ok(list.bans.some((b) => b.ip === '127.0.0.31' && b.reason === 'smtp.sasl-failed'));
       assert.equal((await send('127.0.0.31', gk.url('web', '/'))).status, 429, 'the proxy refuses the SMTP attacker too');
@@ -43,13 +43,13 @@ describe('log-driven detection end to end', { skip }, () => {
       // IMAP failures behind zimbra-proxy: the client is oip, believed because ip= is a zimbra proxy.
       appendFileSync(audit, imapAudit('127.0.0.32').repeat(2));
       await new Promise((res) => setTimeout(res, 600));
-      assert.equal(await r.get('gk:ban:127.0.0.32'), null, 'two failures: not yet');
+      assert.equal(await r.get(banKey('127.0.0.32')), null, 'two failures: not yet');
 
       // Restart: the third line is written while the gatekeeper is down.
       await gk.stop();
       appendFileSync(audit, imapAudit('127.0.0.32'));
       gk = await startGatekeeper(cfg);
-      await waitFor(() => r.get('gk:ban:127.0.0.32'), 5000, 'IMAP attacker banned after restart (2 before + 1 while down)');
+      await waitFor(() => r.get(banKey('127.0.0.32')), 5000, 'IMAP attacker banned after restart (2 before + 1 while down)');
       const status = JSON.parse((await runCli(['status', '127.0.0.31', '--json', '--api', gk.url('api', '')])).stdout) as { banned: boolean };
       assert.equal(status.banned, true, 'bans survive the restart');
       // Nothing was counted twice: the SMTP attacker's failure counter was reset by its ban and stays 0.
