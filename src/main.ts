@@ -23,7 +23,8 @@ import { FirewalldBackend, IpsetBackend } from './firewall/ipset-backend.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
-import { banFront, closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
+import { ClientSlots } from './proxy/client-slots.js';
+import { banFront, closeServer, createServer, listen, proxyProtocolFront, type ConnectionCap } from './proxy/listener.js';
 import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -188,6 +189,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const upgraded = new Set<Duplex>();
   const gates: Array<{ name: ListenerName; gate: Gate }> = [];
   const forwarders: Forwarder[] = [];
+  const connectionCaps: Array<{ name: ListenerName; cap: ConnectionCap; forwarder: Forwarder }> = [];
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
   const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
@@ -202,6 +204,14 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
+      bufferBodyBytes: config.proxy.bufferBodyBytes,
+      maxUpstreamPerClient: config.proxy.maxUpstreamPerClient,
+      // Keyed like the counters; a trusted proxy's own requests (no X-Forwarded-For) are not capped.
+      clientKeyOf: (ip) => (trusted.has(ip) ? null : enforcer.cache.clientKey(ip)),
+      refuseClient: (req, res) => {
+        metrics.rejections.inc({ listener: name, reason: 'client-upstream-limit' });
+        sendPage(req, res, { status: 429, title: 'Too many requests in progress', message: 'Too many requests from your address are in progress at once. Try again shortly.', retryAfterSeconds: 5, reason: 'client-upstream-limit' });
+      },
       onResponse: (elapsedMs) => latency.observe(elapsedMs / 1000),
       onError: (req, kind, err) => {
         metrics.upstreamErrors.inc({ listener: name, kind });
@@ -239,12 +249,20 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       }
     });
     let front: net.Server | undefined;
+    const connectionsRefused = metrics.rejections.labels({ listener: name, reason: 'client-connections' });
+    const cap: ConnectionCap = {
+      slots: new ClientSlots(config.proxy.maxClientConnections),
+      // A trusted proxy carries many clients: it is not capped (behind PROXY protocol, its clients are).
+      keyOf: (peer) => (trusted.has(peer) ? null : enforcer.cache.clientKey(peer)),
+      onRefused: () => connectionsRefused.inc(),
+    };
+    connectionCaps.push({ name, cap, forwarder });
     if (l.proxyProtocol) {
       if (trusted.size === 0) log.error({ listener: name }, 'proxyProtocol is on but trustedProxies is empty: every connection will be refused');
       front = proxyProtocolFront(server, () => trusted, config.proxy.headersTimeout * 1000, (peer) => {
         metrics.rejections.inc({ listener: name, reason: 'bad-request' });
         log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
-      });
+      }, cap);
     } else {
       const pages = new PageThrottle(config.proxy.banPageInterval * 1000);
       const refused = metrics.rejections.labels({ listener: name, reason: 'banned' });
@@ -263,6 +281,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
           return (json: boolean) => rawPage(page, json);
         },
         () => refused.inc(),
+        cap,
       );
     }
     const started = await listen(front ?? server, l, name);

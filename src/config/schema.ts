@@ -110,6 +110,9 @@ export const configSchema = z.strictObject({
     requestTimeout: duration().default(300), //                 a client must send its whole request within this
     keepAliveTimeout: duration().default(65), //                idle client keep-alive connections are closed after this
     maxSockets: positiveInt().default(4096), //                 upstream connections per listener; every open webmail tab holds one for its long poll
+    maxClientConnections: positiveInt().default(512), //        open connections per client address (IPv6: per /jail.ipv6Prefix) per listener; trusted proxies exempt
+    maxUpstreamPerClient: positiveInt().default(128), //        upstream connections one client address may have in use (or wait for) at once, per listener
+    bufferBodyBytes: z.number({ error: 'is not a number of bytes >= 0' }).int({ error: 'is not a number of bytes >= 0' }).min(0, { error: 'is not a number of bytes >= 0' }).default(65536), // request bodies up to this size are read whole before an upstream connection is taken (0 = stream all)
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
   }).prefault({}),
   notify: z.strictObject({
