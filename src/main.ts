@@ -27,6 +27,7 @@ import { ClientSlots } from './proxy/client-slots.js';
 import { banFront, closeServer, createServer, listen, proxyProtocolFront, type ConnectionCap } from './proxy/listener.js';
 import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
+import { counterLimits, trackedCounterKeys } from './store/bounded-memory.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
@@ -64,7 +65,7 @@ function openFilesLimit(): number | null {
 }
 
 /** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
-const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies'] as const;
+const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'memory', 'jail.ipv6Prefix', 'zimbraProxies'] as const;
 
 function addressSets(config: Config, upstreams: readonly string[]): { trusted: CidrSet; ignored: CidrSet; protected: CidrSet } {
   const trusted = new CidrSet(config.trustedProxies);
@@ -120,7 +121,7 @@ function createFirewall(config: Config): FirewallBackend | null {
 }
 
 async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
-  if (!config.redis) return new MemoryStore(clock);
+  if (!config.redis) return new MemoryStore(clock, 60_000, { maxFlags: config.memory.maxFlags, maxBans: config.memory.maxBans });
   const { url, keyPrefix, connectTimeout } = config.redis;
   const client = connectRedis(url, connectTimeout * 1000);
   const subscriber = connectRedis(url, connectTimeout * 1000);
@@ -146,14 +147,16 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   let { config } = loaded;
   for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
   const metrics = new Metrics();
+  counterLimits.maxKeys = config.memory.maxCounterKeys; // before the store makes its counters
   const store = await createStore(config, clock, log);
 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
   let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
-  const activity = new Activity(clock);
+  const activity = new Activity(clock, config.memory.maxActivityKeys);
   let notifier = config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, notifier);
+  enforcer.cache.maxEntries = config.memory.maxBans;
 
   const backend = createFirewall(config);
   const firewall = backend ? new FirewallSync(backend, clock, metrics, log) : null;
@@ -190,6 +193,15 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const gates: Array<{ name: ListenerName; gate: Gate }> = [];
   const forwarders: Forwarder[] = [];
   const connectionCaps: Array<{ name: ListenerName; cap: ConnectionCap; forwarder: Forwarder }> = [];
+  const pageThrottles: PageThrottle[] = [];
+  // Every bounded per-key structure, as gatekeeper_tracked_keys{kind}.
+  metrics.trackKeys('ban-cache', () => enforcer.cache.size);
+  metrics.trackKeys('activity', () => activity.size);
+  metrics.trackKeys('page-throttle', () => pageThrottles.reduce((n, p) => n + p.size, 0));
+  metrics.trackKeys('client-connections', () => connectionCaps.reduce((n, c) => n + c.cap.slots.size, 0));
+  metrics.trackKeys('client-upstream', () => connectionCaps.reduce((n, c) => n + c.forwarder.clientsHolding, 0));
+  if (store instanceof MemoryStore) for (const { kind } of store.trackedKeys()) metrics.trackKeys(kind, () => store.trackedKeys().find((t) => t.kind === kind)!.size);
+  for (const { kind } of trackedCounterKeys()) metrics.trackKeys(kind, () => trackedCounterKeys().find((t) => t.kind === kind)?.size ?? 0);
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
   const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
@@ -264,7 +276,8 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
         log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
       }, cap);
     } else {
-      const pages = new PageThrottle(config.proxy.banPageInterval * 1000);
+      const pages = new PageThrottle(config.proxy.banPageInterval * 1000, config.memory.maxPageThrottleKeys);
+      pageThrottles.push(pages);
       const refused = metrics.rejections.labels({ listener: name, reason: 'banned' });
       front = banFront(
         server,

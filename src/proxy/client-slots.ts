@@ -10,10 +10,10 @@ export class ClientSlots {
 
   constructor(private readonly max: number) {}
 
-  /** Takes a slot for `key`; false when it already holds `max`. */
-  take(key: string): boolean {
+  /** Takes a slot for `key`; false when it already holds `max` (unless `overShare`: then it takes one more anyway). */
+  take(key: string, overShare = false): boolean {
     const n = this.held.get(key) ?? 0;
-    if (n >= this.max) return false;
+    if (n >= this.max && !overShare) return false;
     this.held.set(key, n + 1);
     return true;
   }

@@ -35,7 +35,8 @@ export interface ForwarderOptions {
   readonly sendError: (req: http.IncomingMessage, res: http.ServerResponse, kind: UpstreamErrorKind) => void;
   /**
    * Upstream connections one client (the key `clientKeyOf` gives its address) may have in use at
-   * once, waiting ones included; 0 or absent: no limit. Past it, `refuseClient` answers.
+   * once, waiting ones included, while connections are scarce (half of maxSockets in use or waited
+   * for); 0 or absent: no limit. Past it, `refuseClient` answers.
    */
   readonly maxUpstreamPerClient?: number | undefined;
   /** The key a client address is counted under (IPv6: its /jail.ipv6Prefix); null: not limited (a trusted proxy itself). */
@@ -296,7 +297,9 @@ export class Forwarder {
       // The gate has set X-Forwarded-For to the one client address it resolved.
       const ip = call?.clientKey ?? req.headers['x-forwarded-for'];
       slot = typeof ip === 'string' ? this.options.clientKeyOf!(ip) : null;
-      if (slot !== null && !this.slots.take(slot)) {
+      // Past its share, a client is refused only while connections are scarce (half of maxSockets
+      // in use or waited for): many webmail tabs behind one NAT address hold a long poll each.
+      if (slot !== null && !this.slots.take(slot) && !this.slots.take(slot, !this.scarce())) {
         this.options.refuseClient!(req, res);
         return;
       }
@@ -308,6 +311,12 @@ export class Forwarder {
     } catch (err) {
       handler.onError(err as Error);
     }
+  }
+
+  /** Half the upstream connections or more are in use or waited for. */
+  private scarce(): boolean {
+    const s = this.pool.stats();
+    return (s.busy + s.queued) * 2 >= this.options.maxSockets;
   }
 
   /** Upstream connections and waiting requests, for the metrics. */
