@@ -92,6 +92,29 @@ describe('fair use: one address cannot keep another from being served', () => {
     for (const h of small) h.socket.destroy();
   });
 
+  it('request bodies reach Zimbra intact whether read first (small) or streamed (large, or chunked past the limit)', async () => {
+    const small = 'a'.repeat(1000);
+    const large = 'b'.repeat(200_000);
+    const chunked = (body: string): string => {
+      let out = '';
+      for (let i = 0; i < body.length; i += 7000) out += `${Math.min(7000, body.length - i).toString(16)}\r\n${body.slice(i, i + 7000)}\r\n`;
+      return `${out}0\r\n\r\n`;
+    };
+    const cases = [
+      { name: 'small', head: `Content-Length: ${small.length}`, wire: small, body: small },
+      { name: 'large', head: `Content-Length: ${large.length}`, wire: large, body: large },
+      { name: 'small-chunked', head: 'Transfer-Encoding: chunked', wire: chunked(small), body: small },
+      { name: 'large-chunked', head: 'Transfer-Encoding: chunked', wire: chunked(large), body: large },
+    ];
+    for (const c of cases) {
+      const h = await hold('127.0.0.11', gk.ports.web!, `POST /service/upload?body=${c.name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${c.head}\r\n\r\n${c.wire}`);
+      await h.closed;
+      assert.match(h.answer, /^HTTP\/1\.1 200 /, c.name);
+      const got = zimbra.reached(`/service/upload?body=${c.name}`).at(-1)!;
+      assert.equal(got.body, c.body, c.name);
+    }
+  });
+
   it('2,000 idle connections from one address: past its share they are reset at accept; another address is served', async () => {
     const port = gk.ports.web!;
     const before = await metric(gk, connectionsLimited);
