@@ -35,7 +35,7 @@ export class Metrics {
   });
   readonly rejections = new Counter({
     name: 'gatekeeper_rejections_total',
-    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, bad-request)',
+    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, bad-request, too-large, client-connections, client-upstream-limit)',
     labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
   });
