@@ -221,7 +221,8 @@ export class ResponseParser {
         }
         case 14:
           if (name.toLowerCase() === 'content-length') {
-            if (length < 0 && CONTENT_LENGTH.test(value) && head.charCodeAt(end - 1) !== 0x09) {
+            const last = head.charCodeAt(end - 1); // a digit: nothing after the number (a tab there is refused below)
+            if (length < 0 && last >= 0x30 && last <= 0x39 && CONTENT_LENGTH.test(value)) {
               length = Number(value); // the usual case: one plain number
               break;
             }

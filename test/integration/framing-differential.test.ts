@@ -123,7 +123,7 @@ function generate(g: Gen, index: number): Case {
   let close = false;
   if (framing === 'length') {
     const n = String(body.length);
-    const cl = g.pick([[n]], [[`${n}, ${n}`], [`${n},${n}`], [n, n], [` ${n}`], [`${n} `], [`${n}\t`], [`0${n}`], [`+${n}`], [`${n} ${n}`], [`${n}, ${Number(n) + 1}`], [n, String(Number(n) + 1)], ['-1'], [`${n}x`], [''], [`0x${n}`]], 0.25);
+    const cl = g.pick([[n]], [[`${n}, ${n}`], [`${n},${n}`], [n, n], [` ${n}`], [`${n} `], [`${n}\t`], [`${n}\t `], [`${n} \t`], [`0${n}`], [`+${n}`], [`${n} ${n}`], [`${n}, ${Number(n) + 1}`], [n, String(Number(n) + 1)], ['-1'], [`${n}x`], [''], [`0x${n}`]], 0.25);
     for (const v of cl) lines.push(`${g.name('Content-Length')}:${v.startsWith(' ') ? '' : ' '}${v}`);
     if (g.chance(0.04)) { g.canonical = false; lines.push(`${g.name('Transfer-Encoding')}: chunked`); }
     payload = body;

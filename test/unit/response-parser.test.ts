@@ -128,6 +128,7 @@ describe('ResponseParser: what it refuses (502, connection closed)', () => {
     { desc: 'two Transfer-Encoding headers, one empty', wire: `${OK}Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n0\r\n\r\n`, error: /Transfer-Encoding sent more than once/ },
     { desc: 'an empty Transfer-Encoding', wire: `${OK}Transfer-Encoding: \r\n\r\n0\r\n\r\n`, error: /bad Transfer-Encoding/ },
     { desc: 'a Content-Length followed by a tab', wire: `${OK}Content-Length: 1\t\r\n\r\nx`, error: /bad Content-Length/ },
+    { desc: 'a Content-Length followed by a tab and a space', wire: `${OK}Content-Length: 1\t \r\n\r\nx`, error: /bad Content-Length/ },
     { desc: 'a chunk-size line with a space and no extension', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
     { desc: 'a space between the chunk size and its extension', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5 ;a\r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
     { desc: 'a chunk extension with an unbalanced quote', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5;a="b\r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
