@@ -51,7 +51,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   return { value, ms: performance.now() - start };
 }
 
-describe('fair use: one address cannot keep another from being served', () => {
+describe('fair use: one address cannot keep another from being served', { timeout: 180_000 }, () => {
   let zimbra: FakeZimbra;
   let gk: GatekeeperProcess;
   before(async () => {

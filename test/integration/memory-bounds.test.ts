@@ -40,7 +40,7 @@ async function trackedKeys(gk: GatekeeperProcess): Promise<Record<string, number
   return out;
 }
 
-describe('memory bounded under a flood of distinct account names', () => {
+describe('memory bounded under a flood of distinct account names', { timeout: 180_000 }, () => {
   let zimbra: FakeZimbra;
   let gk: GatekeeperProcess;
   before(async () => {

@@ -22,7 +22,7 @@ const V2_UNSPEC = Buffer.concat([SIG, Buffer.from([0x21, 0x00, 0x00, 0x00])]);
 const spoofing = (path: string): string =>
   `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.66\r\nX-Real-IP: 198.51.100.66\r\nForwarded: for=198.51.100.66\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n`;
 
-describe('PROXY protocol without a client address (v1 UNKNOWN, v2 LOCAL)', () => {
+describe('PROXY protocol without a client address (v1 UNKNOWN, v2 LOCAL)', { timeout: 60_000 }, () => {
   let zimbra: FakeZimbra;
   let gk: GatekeeperProcess;
   before(async () => {
@@ -61,7 +61,7 @@ describe('PROXY protocol without a client address (v1 UNKNOWN, v2 LOCAL)', () =>
   });
 });
 
-describe('PROXY protocol in front of an HTTPS listener', () => {
+describe('PROXY protocol in front of an HTTPS listener', { timeout: 60_000 }, () => {
   it('the client address of the PROXY header reaches Zimbra through TLS too; LOCAL is the proxy itself', async (t) => {
     if (!requireBinary(t, 'openssl', 'openssl')) return;
     const cert = selfSignedCertificate();
