@@ -149,7 +149,7 @@ describe('fair use: one address cannot keep another from being served', { timeou
       times.push(login.ms);
     }
     console.log(`50 slow login bodies: another address logged in in ${times.map((t) => t.toFixed(0)).join(', ')} ms`);
-    assert.ok(Math.max(...times) < 1000, `logins took ${times.join(', ')} ms`);
+    assert.ok(Math.max(...times) < 2000, `logins took ${times.join(', ')} ms`);
     assert.ok(slow.every((h) => !h.socket.destroyed), 'the slow logins are still being read (not refused)');
     for (const h of slow) h.socket.destroy();
   });
