@@ -17,7 +17,8 @@
 // Loads: wrk keep-alive at 50 and 200 connections; a new connection per request (Connection:
 // close); refusal rate for connections from 10,000 banned addresses against a server that destroys
 // connections at accept; benign p99 with and without that flood; 50 concurrent failed logins from
-// one address (how many reached the upstream); failure-to-ban latency. Beside req/s, the CPU time
+// one address (how many reached the upstream); failure-to-ban latency; an account-name flood (requests/s
+// answered and the memory growth beside it). Beside req/s, the CPU time
 // each server process used per request (from /proc, nginx with its workers): steadier than req/s on
 // a shared machine, and what the checks cost.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -263,6 +264,36 @@ for (let a = 0; a < 30; a++) {
 }
 lat.sort((x, y) => x - y);
 console.log(`failure-to-ban: ban in Redis after the 3rd failed answer p50 ${lat[Math.floor(lat.length / 2)].toFixed(1)} ms, p99 ${lat[Math.ceil(lat.length * 0.99) - 1].toFixed(1)} ms (30 addresses); a 4th attempt sent at once was refused ${fourthRefused}/30 times`);
+// Account-name flood (issue 17): SOAP BatchRequests of 500 AuthRequests, every name distinct, from one
+// address over keep-alive connections. Requests/s answered (by status), and the memory beside it:
+// the gatekeeper's RSS (from /proc) and Redis's used_memory before and after.
+const rssKb = (pid) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+const redisMem = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
+let nameSeq = 0;
+const batch = () => {
+  let xml = '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><BatchRequest xmlns="urn:zimbra" onerror="continue">';
+  for (let i = 0; i < 500; i++) xml += `<AuthRequest xmlns="urn:zimbraAccount"><account>f${(nameSeq++).toString(36)}@x.org</account><password>w</password></AuthRequest>`;
+  return `${xml}</BatchRequest></soap:Body></soap:Envelope>`;
+};
+const floodAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+const postBatch = () => new Promise((resolve) => {
+  const b = batch();
+  const req = http.request({ host: '127.0.0.1', port: P.gk, method: 'POST', path: '/service/soap/BatchRequest', localAddress: '127.0.0.98', agent: floodAgent, headers: { 'content-type': 'application/soap+xml', 'content-length': Buffer.byteLength(b) } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+  req.on('error', () => resolve(0));
+  req.end(b);
+});
+const rss0 = rssKb(pids.gatekeeper);
+const redis0 = await redisMem();
+const floodStatus = new Map();
+const floodEnd = Date.now() + Number(DUR.replace('s', '')) * 1000;
+const floodStart = performance.now();
+await Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < floodEnd) { const st = await postBatch(); floodStatus.set(st, (floodStatus.get(st) ?? 0) + 1); } }));
+const floodSecs = (performance.now() - floodStart) / 1000;
+const floodTotal = [...floodStatus.values()].reduce((a, b) => a + b, 0);
+const rss1 = rssKb(pids.gatekeeper);
+const redis1 = await redisMem();
+floodAgent.destroy();
+console.log(`account-name flood: BatchRequests of 500 distinct names from one address, 16 keep-alive connections: ${(floodTotal / floodSecs).toFixed(0)} requests/s answered (${(floodTotal * 500 / floodSecs).toFixed(0)} names/s), statuses ${JSON.stringify(Object.fromEntries(floodStatus))}; gatekeeper RSS ${(rss0 / 1024).toFixed(0)} -> ${(rss1 / 1024).toFixed(0)} MB, Redis used_memory ${(redis0 / 1048576).toFixed(1)} -> ${(redis1 / 1048576).toFixed(1)} MB over ${floodTotal * 500} names`);
 redis.disconnect();
 cleanup();
 await sleep(300);

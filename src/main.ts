@@ -25,9 +25,11 @@ import { FirewalldBackend, IpsetBackend } from './firewall/ipset-backend.js';
 import { Enforcer } from './policy/enforcer.js';
 import { Forwarder } from './proxy/forwarder.js';
 import { Gate, type ListenerName } from './proxy/gate.js';
-import { banFront, closeServer, createServer, listen, proxyProtocolFront } from './proxy/listener.js';
+import { ClientSlots } from './proxy/client-slots.js';
+import { banFront, closeServer, createServer, listen, proxyProtocolFront, type ConnectionCap } from './proxy/listener.js';
 import { PageThrottle } from './proxy/page-throttle.js';
 import { bannedPage, rawPage, sendPage } from './proxy/pages.js';
+import { counterLimits, trackedCounterKeys } from './store/bounded-memory.js';
 import { MemoryStore } from './store/memory-store.js';
 import { connectRedis, redisKind, type RedisConnectOptions } from './store/redis-connect.js';
 import { RedisStore } from './store/redis-store.js';
@@ -86,7 +88,7 @@ function openFilesLimit(): number | null {
 }
 
 /** Keys a reload cannot apply to a running process (sockets, connections, kernel objects). */
-const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'jail.ipv6Prefix', 'zimbraProxies', 'history'] as const;
+const RESTART_KEYS = ['zimbra', 'listen', 'redis', 'firewall', 'logs', 'api', 'proxy', 'memory', 'jail.ipv6Prefix', 'zimbraProxies', 'history'] as const;
 
 function addressSets(config: Config, upstreams: readonly string[]): { trusted: CidrSet; ignored: CidrSet; protected: CidrSet } {
   const trusted = new CidrSet(config.trustedProxies);
@@ -164,7 +166,7 @@ function redisOptions(r: NonNullable<Config['redis']>): RedisConnectOptions {
 }
 
 async function createStore(config: Config, clock: Clock, log: Logger): Promise<Store> {
-  if (!config.redis) return new MemoryStore(clock);
+  if (!config.redis) return new MemoryStore(clock, 60_000, { maxFlags: config.memory.maxFlags, maxBans: config.memory.maxBans });
   const { url, keyPrefix, connectTimeout, replicaAckTimeout } = config.redis;
   const kind = redisKind(url);
   const options = redisOptions(config.redis);
@@ -204,16 +206,18 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   if (role !== 'worker') for (const w of loaded.warnings) log.warn({ warning: w }, `config: ${w}`);
   const metrics = new Metrics();
   if (options.workerMetrics) metrics.addSource(options.workerMetrics);
+  counterLimits.maxKeys = config.memory.maxCounterKeys; // before the store makes its counters
   const store = await createStore(config, clock, log);
 
   const upstreams = await upstreamAddresses(config, log);
   const sets = addressSets(config, upstreams);
   let trusted = sets.trusted; // replaced on reload; the fronts read it per connection
   // The Activity the enforcer reports failures to, keeping the last few per address as ban evidence.
-  const activity = new EvidenceActivity(clock, config.jail.ipv6Prefix);
+  const activity = new EvidenceActivity(clock, config.jail.ipv6Prefix, config.memory.maxActivityKeys);
   let notifier = controlling && config.notify.webhook ? new Notifier(config.notify.webhook, config.notify.timeout * 1000, config.notify.retries, metrics, log) : undefined;
   // The primary notifies of every ban it hears of (the workers make them); a single process, of its own.
   const enforcer = new Enforcer(config, store, { ignored: sets.ignored, protected: sets.protected }, clock, log, metrics, activity, role === 'all' ? notifier : undefined);
+  enforcer.cache.maxEntries = config.memory.maxBans;
 
   // Bans and unbans with their evidence (`gatekeeper history`, `gatekeeper why`), shared like the bans.
   const historyLimits = { keepSeconds: config.history.keep, maxEvents: config.history.maxEvents };
@@ -290,6 +294,16 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const upgraded = new Set<Duplex>();
   const gates: Array<{ name: ListenerName; gate: Gate }> = [];
   const forwarders: Forwarder[] = [];
+  const connectionCaps: Array<{ name: ListenerName; cap: ConnectionCap; forwarder: Forwarder }> = [];
+  const pageThrottles: PageThrottle[] = [];
+  // Every bounded per-key structure, as gatekeeper_tracked_keys{kind}.
+  metrics.trackKeys('ban-cache', () => enforcer.cache.size);
+  metrics.trackKeys('activity', () => activity.size);
+  metrics.trackKeys('page-throttle', () => pageThrottles.reduce((n, p) => n + p.size, 0));
+  metrics.trackKeys('client-connections', () => connectionCaps.reduce((n, c) => n + c.cap.slots.size, 0));
+  metrics.trackKeys('client-upstream', () => connectionCaps.reduce((n, c) => n + c.forwarder.clientsHolding, 0));
+  if (store instanceof MemoryStore) for (const { kind } of store.trackedKeys()) metrics.trackKeys(kind, () => store.trackedKeys().find((t) => t.kind === kind)!.size);
+  for (const { kind } of trackedCounterKeys()) metrics.trackKeys(kind, () => trackedCounterKeys().find((t) => t.kind === kind)?.size ?? 0);
   const ports: Partial<Record<ListenerName | 'api', number>> = {};
   const upstreamHealth: Partial<Record<ListenerName, UpstreamHealth>> = {};
   const probeAgent = new Agent({ connect: { rejectUnauthorized: config.zimbra.tlsVerify, timeout: 5000 } });
@@ -314,6 +328,14 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       tlsVerify: config.zimbra.tlsVerify,
       maxSockets: config.proxy.maxSockets,
       upstreamTimeoutMs: config.proxy.upstreamTimeout * 1000,
+      bufferBodyBytes: config.proxy.bufferBodyBytes,
+      maxUpstreamPerClient: config.proxy.maxUpstreamPerClient,
+      // Keyed like the counters; a trusted proxy's own requests (no X-Forwarded-For) are not capped.
+      clientKeyOf: (ip) => (trusted.has(ip) ? null : enforcer.cache.clientKey(ip)),
+      refuseClient: (req, res) => {
+        metrics.rejections.inc({ listener: name, reason: 'client-upstream-limit' });
+        sendPage(req, res, { status: 429, title: 'Too many requests in progress', message: 'Too many requests from your address are in progress at once. Try again shortly.', retryAfterSeconds: 5, reason: 'client-upstream-limit' });
+      },
       onResponse: (elapsedMs) => {
         latency.observe(elapsedMs / 1000);
         // Zimbra answers again while it is reported down: re-check now rather than at the next round.
@@ -356,14 +378,23 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       }
     });
     let front: net.Server | undefined;
+    const connectionsRefused = metrics.rejections.labels({ listener: name, reason: 'client-connections' });
+    const cap: ConnectionCap = {
+      slots: new ClientSlots(config.proxy.maxClientConnections),
+      // A trusted proxy carries many clients: it is not capped (behind PROXY protocol, its clients are).
+      keyOf: (peer) => (trusted.has(peer) ? null : enforcer.cache.clientKey(peer)),
+      onRefused: () => connectionsRefused.inc(),
+    };
+    connectionCaps.push({ name, cap, forwarder });
     if (l.proxyProtocol) {
       if (trusted.size === 0) log.error({ listener: name }, 'proxyProtocol is on but trustedProxies is empty: every connection will be refused');
       front = proxyProtocolFront(server, () => trusted, config.proxy.headersTimeout * 1000, (peer) => {
         metrics.rejections.inc({ listener: name, reason: 'bad-request' });
         log.info({ listener: name, peer }, 'PROXY protocol: connection refused (untrusted peer or missing/malformed header)');
-      });
+      }, cap);
     } else {
-      const pages = new PageThrottle(config.proxy.banPageInterval * 1000);
+      const pages = new PageThrottle(config.proxy.banPageInterval * 1000, config.memory.maxPageThrottleKeys);
+      pageThrottles.push(pages);
       const refused = metrics.rejections.labels({ listener: name, reason: 'banned' });
       front = banFront(
         server,
@@ -380,6 +411,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
           return (json: boolean) => rawPage(page, json);
         },
         () => refused.inc(),
+        cap,
       );
     }
     const started = await listen(front ?? server, l, name);

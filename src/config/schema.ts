@@ -125,7 +125,17 @@ export const configSchema = z.strictObject({
     workers: z.union([z.literal('auto'), positiveInt(), z.string().regex(/^[1-9]\d{0,2}$/).transform(Number)], { error: 'is not auto or a positive integer' }).default(1), // processes serving the listeners (auto: one per core); more than 1 needs redis
     loginQueueTimeout: duration().default(15), //               a login finding its address's budget held by logins in flight waits this long for one to settle
     loginQueueLength: positiveInt().default(64), //             logins waiting per address at most; past it they get 429 at once
+    maxClientConnections: positiveInt().default(512), //        open connections per client address (IPv6: per /jail.ipv6Prefix) per listener; trusted proxies exempt
+    maxUpstreamPerClient: positiveInt().default(128), //        upstream connections one client address may have in use (or wait for) at once, per listener
+    bufferBodyBytes: z.number({ error: 'is not a number of bytes >= 0' }).int({ error: 'is not a number of bytes >= 0' }).min(0, { error: 'is not a number of bytes >= 0' }).default(65536), // request bodies up to this size are read whole before an upstream connection is taken (0 = stream all)
     banPageInterval: duration().default(60), //                 a banned address gets the 429 page at most once per this; its other connections are reset (0 = always the page)
+  }).prefault({}),
+  memory: z.strictObject({
+    maxCounterKeys: positiveInt().default(250_000), //          keys per failure counter (per address, per account, …) and per Redis insurance limiter; full: the stalest key with the fewest failures is forgotten
+    maxFlags: positiveInt().default(250_000), //                known-good account/address pairs and ban histories in the in-memory store; full: the entry expiring soonest goes
+    maxBans: positiveInt().default(1_000_000), //               single-address bans held in memory (ban cache, in-memory store); full: the ban ending soonest goes
+    maxPageThrottleKeys: positiveInt().default(100_000), //     banned addresses remembered for proxy.banPageInterval; full: the least recently paged is forgotten
+    maxActivityKeys: positiveInt().default(5_000), //           addresses, and accounts, per hour in the status page's top lists; full: the one with the fewest failures is forgotten
   }).prefault({}),
   notify: z.strictObject({
     webhook: upstreamUrl.optional(), //                         POST a JSON document here on every ban and escalation

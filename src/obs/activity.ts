@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 
 const HOUR_MS = 3_600_000;
 const HOURS = 24;
-/** Entries kept per hour for addresses and accounts: bounds memory under a botnet. */
+/** Entries kept per hour for addresses and accounts by default (memory.maxActivityKeys): bounds memory under a botnet. */
 const MAX_KEYS_PER_HOUR = 5_000;
 
 interface Bucket {
@@ -18,10 +18,31 @@ export interface ActivityReport {
   readonly topAccounts: Array<{ account: string; failures: number }>;
 }
 
+/**
+ * Counts `n` more for `key`. Full: among the oldest few keys the one with the fewest failures is
+ * forgotten and the others move to the young end, so a flood of one-off names cannot keep a
+ * heavy hitter that appears later out of the top list.
+ */
 function bump(m: Map<string, number>, key: string, n: number, cap: number): void {
   const v = m.get(key);
-  if (v !== undefined) m.set(key, v + n);
-  else if (m.size < cap) m.set(key, n);
+  if (v !== undefined) {
+    m.set(key, v + n);
+    return;
+  }
+  if (m.size >= cap) {
+    const sample: Array<[string, number]> = [];
+    for (const e of m) {
+      sample.push(e);
+      if (sample.length === 8) break;
+    }
+    let victim = 0;
+    for (let i = 1; i < sample.length; i++) if (sample[i]![1] < sample[victim]![1]) victim = i;
+    for (let i = 0; i < sample.length; i++) {
+      m.delete(sample[i]![0]);
+      if (i !== victim) m.set(sample[i]![0], sample[i]![1]);
+    }
+  }
+  m.set(key, n);
 }
 
 function top<K extends string>(maps: Array<Map<string, number>>, n: number, name: K): Array<Record<K, string> & { failures: number }> {
@@ -40,7 +61,18 @@ function top<K extends string>(maps: Array<Map<string, number>>, n: number, name
 export class Activity {
   private buckets: Bucket[] = [];
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    /** Addresses, and accounts, kept per hour (memory.maxActivityKeys). */
+    private readonly maxKeysPerHour = MAX_KEYS_PER_HOUR,
+  ) {}
+
+  /** Addresses and accounts held over the 24 hours, for gatekeeper_tracked_keys. */
+  get size(): number {
+    let n = 0;
+    for (const b of this.buckets) n += b.addresses.size + b.accounts.size;
+    return n;
+  }
 
   private current(): Bucket {
     const start = Math.floor(this.clock.now() / HOUR_MS) * HOUR_MS;
@@ -56,8 +88,8 @@ export class Activity {
   recordFailure(service: string, ip: string, account: string | undefined, n = 1): void {
     const b = this.current();
     bump(b.services, service, n, 1000);
-    bump(b.addresses, ip, n, MAX_KEYS_PER_HOUR);
-    if (account) bump(b.accounts, account, n, MAX_KEYS_PER_HOUR);
+    bump(b.addresses, ip, n, this.maxKeysPerHour);
+    if (account) bump(b.accounts, account, n, this.maxKeysPerHour);
   }
 
   report(limit = 10): ActivityReport {

@@ -14,8 +14,8 @@ const MAX_KEYS = 10_000;
 export class EvidenceActivity extends Activity {
   private readonly recent = new Map<string, FailureEvidence[]>();
 
-  constructor(private readonly evidenceClock: Clock, private readonly ipv6Prefix: number) {
-    super(evidenceClock);
+  constructor(private readonly evidenceClock: Clock, private readonly ipv6Prefix: number, maxKeysPerHour?: number) {
+    super(evidenceClock, maxKeysPerHour);
   }
 
   keyOf(ip: string): string {

@@ -35,7 +35,7 @@ export class Metrics {
   });
   readonly rejections = new Counter({
     name: 'gatekeeper_rejections_total',
-    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, too-many-logins, unreadable-login, bad-login-name, too-large, bad-request)',
+    help: 'Requests refused before reaching Zimbra, by listener and reason (banned, admin-allowlist, account-shield, limited, too-many-logins, unreadable-login, bad-login-name, too-large, bad-request, client-connections, client-upstream-limit)',
     labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
   });
@@ -50,6 +50,22 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  private readonly trackedSources = new Map<string, () => number>();
+  readonly trackedKeys = new Gauge({
+    name: 'gatekeeper_tracked_keys',
+    help: 'Entries held in memory per bounded per-key structure (counters, flags, bans, ban cache, page throttle, activity, per-client connection slots), by kind; each has a ceiling (memory.*)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [kind, size] of this.trackedSources) this.trackedKeys.set({ kind }, size());
+    },
+  });
+
+  /** Reports `size()` as gatekeeper_tracked_keys{kind} at every scrape. */
+  trackKeys(kind: string, size: () => number): void {
+    this.trackedSources.set(kind, size);
+  }
+
   readonly shadowed = new Counter({
     name: 'gatekeeper_shadow_would_block_total',
     help: 'Requests that would have been refused, in shadow mode',

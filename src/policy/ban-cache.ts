@@ -11,6 +11,14 @@ export class BanCache {
   private readonly exact = new Map<string, Ban>();
   private ranges: Array<{ cidr: Cidr; ban: Ban }> = [];
   private readonly keyCache = new Map<string, string>();
+  /**
+   * Ceiling on single-address bans held (memory.maxBans, set at startup). Full: among the oldest
+   * few, an expired ban goes, else the one ending soonest (the store and the firewall tier keep
+   * theirs). Network bans (manual CIDRs) are never dropped.
+   */
+  maxEntries = 1_000_000;
+  /** Bans dropped because the ceiling was reached (a counter). */
+  evicted = 0;
 
   constructor(private readonly ipv6Prefix: number) {}
 
@@ -34,8 +42,24 @@ export class BanCache {
     const c = parseCidr(ban.target);
     if (!c) return;
     this.delete(c.text);
-    if (this.isExactKey(c)) this.exact.set(c.text, ban);
-    else this.ranges.push({ cidr: c, ban });
+    if (this.isExactKey(c)) {
+      if (this.exact.size >= this.maxEntries) this.evictOne();
+      this.exact.set(c.text, ban);
+    } else this.ranges.push({ cidr: c, ban });
+  }
+
+  private evictOne(): void {
+    const now = Date.now();
+    let victim: string | undefined;
+    let soonest = Infinity;
+    let n = 0;
+    for (const [k, b] of this.exact) {
+      if (b.until <= now) { victim = k; break; }
+      if (b.until < soonest) { soonest = b.until; victim = k; }
+      if (++n === 8) break;
+    }
+    if (victim !== undefined) this.exact.delete(victim);
+    this.evicted++;
   }
 
   delete(target: string): void {

@@ -64,6 +64,8 @@ export interface AddressSets {
 const MAX_WAITING = 10_000;
 /** How often a waiting login looks again for reservations settled by another instance. */
 const WAIT_POLL_MS = 100;
+/** When only logins in flight keep an address at its limit from a ban, the ban is decided again after this. */
+const BAN_RECHECK_MS = 250;
 
 /** A login waiting for an in-flight reservation of its address to settle. */
 interface Waiter {
@@ -107,6 +109,8 @@ export class Enforcer {
    * logins shows a passing typo an inflated count, and it bans an address for failures it never made.
    */
   private readonly keyLocks = new Map<string, Promise<unknown>>();
+  /** Keys whose ban decision waits for logins in flight to settle (bounded by the keys in flight). */
+  private readonly recheck = new Set<string>();
   private runtimeAllow = new CidrSet([]);
   private history?: HistoryStore;
   private evidenceOf?: (key: string) => FailureEvidence[];
@@ -512,8 +516,22 @@ export class Enforcer {
   }
 
   private async banIfOver(ip: string, key: string, ruleId: string, service: string, source: 'proxy' | 'log', inFlight = 0): Promise<void> {
-    const failures = (await this.safe('count', () => this.ipCounter.get(key), 0)) - Math.max(0, inFlight);
-    if (failures < this.config.jail.maxretry) return;
+    const total = await this.safe('count', () => this.ipCounter.get(key), 0);
+    const failures = total - Math.max(0, inFlight);
+    if (failures < this.config.jail.maxretry) {
+      // Only logins in flight stand between the address and a ban (a login announced, or one refused a
+      // moment ago and not yet withdrawn: see tryAdmit): look again once they have had time to settle,
+      // or the ban would wait for the address's next attempt.
+      if (total >= this.config.jail.maxretry && !this.recheck.has(key)) {
+        this.recheck.add(key);
+        const timer = setTimeout(() => {
+          this.recheck.delete(key);
+          void this.withKeyLock(key, async () => this.banIfOver(ip, key, ruleId, service, source, await this.inFlight(key))).catch(() => undefined);
+        }, BAN_RECHECK_MS);
+        timer.unref();
+      }
+      return;
+    }
     if (this.banning.has(key) || this.cache.get(key, this.clock.now())) return;
     this.banning.add(key);
     try {

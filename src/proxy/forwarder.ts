@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { Duplex, Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { ClientSlots } from './client-slots.js';
 import { UpstreamPool, type UpstreamHandler, type UpstreamPoolStats } from './upstream-pool.js';
 
 /*
@@ -32,6 +33,21 @@ export interface ForwarderOptions {
   readonly onError?: ((req: http.IncomingMessage, kind: UpstreamErrorKind, err: Error) => void) | undefined;
   /** Answers the client when the upstream failed before a response (502/504 page). */
   readonly sendError: (req: http.IncomingMessage, res: http.ServerResponse, kind: UpstreamErrorKind) => void;
+  /**
+   * Upstream connections one client (the key `clientKeyOf` gives its address) may have in use at
+   * once, waiting ones included, while connections are scarce (half of maxSockets in use or waited
+   * for); 0 or absent: no limit. Past it, `refuseClient` answers.
+   */
+  readonly maxUpstreamPerClient?: number | undefined;
+  /** The key a client address is counted under (IPv6: its /jail.ipv6Prefix); null: not limited (a trusted proxy itself). */
+  readonly clientKeyOf?: ((ip: string) => string | null) | undefined;
+  /** Answers (and counts) a request refused because its client holds its share of upstream connections. */
+  readonly refuseClient?: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  /**
+   * Request bodies up to this many bytes are read whole before an upstream connection is taken, so
+   * a client that sends them slowly holds none; larger ones stream (0 or absent: all stream).
+   */
+  readonly bufferBodyBytes?: number | undefined;
 }
 
 /** The upstream's answer as detection sees it: status and lower-cased headers. */
@@ -54,6 +70,8 @@ export interface ForwardCall {
   readonly tap?: ((answer: UpstreamAnswer) => BodyObserver | undefined) | undefined;
   /** Called once if the upstream fails before answering. */
   readonly failed?: ((kind: UpstreamErrorKind) => void) | undefined;
+  /** The client address the request is counted under; default: X-Forwarded-For, which the gate has set to it. */
+  readonly clientKey?: string | undefined;
 }
 
 /** Request headers never forwarded (RFC 9110 §7.6.1), plus `expect`: the 100-continue is ours. */
@@ -134,15 +152,25 @@ class Exchange implements UpstreamHandler {
     private readonly res: http.ServerResponse,
     private readonly call: ForwardCall | undefined,
     private readonly start: number,
+    /** The client's upstream slot, given back when the exchange ends. */
+    private readonly slots: ClientSlots | null,
+    private readonly slot: string | null,
   ) {
     (res as ResponseWithExchange)[EXCHANGE] = this;
     res.on('close', onResponseClose); // one shared listener: no closure per request
   }
 
+  /** Ends the exchange (once): its client's upstream slot is free again. */
+  private end(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    if (this.slot !== null) this.slots!.release(this.slot);
+    return true;
+  }
+
   /** The client went away first: stop the upstream request (a long poll would hold a pooled connection). */
   clientClosed(): void {
-    if (this.finished) return;
-    this.finished = true;
+    if (!this.end()) return;
     this.observer?.end(false);
     this.abort?.(new Error('client closed the connection'));
   }
@@ -200,15 +228,13 @@ class Exchange implements UpstreamHandler {
   }
 
   onComplete(): void {
-    if (this.finished) return;
-    this.finished = true;
+    if (!this.end()) return;
     this.observer?.end(true);
     this.res.end();
   }
 
   onError(err: Error): void {
-    if (this.finished) return;
-    this.finished = true;
+    if (!this.end()) return;
     const { req, res } = this;
     this.observer?.end(false);
     if (res.writableEnded || res.destroyed) return; // answered by the gate already, or client gone: not the upstream's fault
@@ -225,9 +251,14 @@ export class Forwarder {
   private readonly prefix: string;
   private readonly wsProxy: httpProxy;
   private readonly wsAgent: http.Agent;
+  private readonly slots: ClientSlots | null;
+  private readonly bufferBodyBytes: number;
 
   constructor(private readonly options: ForwarderOptions) {
     const url = new URL(options.target);
+    const perClient = options.maxUpstreamPerClient ?? 0;
+    this.slots = perClient > 0 && options.clientKeyOf && options.refuseClient ? new ClientSlots(perClient) : null;
+    this.bufferBodyBytes = options.bufferBodyBytes ?? 0;
     const secure = url.protocol === 'https:';
     this.prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
     // No pipelining (Zimbra long-polls: one slow answer would hold the ones behind it) and no body
@@ -254,8 +285,27 @@ export class Forwarder {
     // Requests carry a body only when they say so (RFC 9112 §6.3); stripping removes transfer-encoding.
     const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
     stripHopByHop(headers, false);
-    const handler = new Exchange(this.options, req, res, call, Date.now());
-    const body = call?.body ?? (hasBody ? req : null);
+    if (call?.body === undefined && hasBody && this.bufferBodyBytes > 0) {
+      // A small body is read first: a client sending it slowly holds no upstream connection meanwhile.
+      readSmallBody(req, this.bufferBodyBytes, (body) => this.dispatch(req, res, call, body));
+    } else this.dispatch(req, res, call, call?.body ?? (hasBody ? req : null));
+  }
+
+  private dispatch(req: http.IncomingMessage, res: http.ServerResponse, call: ForwardCall | undefined, body: Buffer | Readable | null): void {
+    let slot: string | null = null;
+    if (this.slots) {
+      // The gate has set X-Forwarded-For to the one client address it resolved.
+      const ip = call?.clientKey ?? req.headers['x-forwarded-for'];
+      slot = typeof ip === 'string' ? this.options.clientKeyOf!(ip) : null;
+      // Past its share, a client is refused only while connections are scarce (half of maxSockets
+      // in use or waited for): many webmail tabs behind one NAT address hold a long poll each.
+      if (slot !== null && !this.slots.take(slot) && !this.slots.take(slot, !this.scarce())) {
+        this.options.refuseClient!(req, res);
+        return;
+      }
+    }
+    const headers = req.headers;
+    const handler = new Exchange(this.options, req, res, call, Date.now(), this.slots, slot);
     try {
       this.pool.dispatch({ path: this.prefix + (req.url ?? '/'), method: req.method ?? 'GET', headers, body }, handler);
     } catch (err) {
@@ -263,9 +313,20 @@ export class Forwarder {
     }
   }
 
+  /** Half the upstream connections or more are in use or waited for. */
+  private scarce(): boolean {
+    const s = this.pool.stats();
+    return (s.busy + s.queued) * 2 >= this.options.maxSockets;
+  }
+
   /** Upstream connections and waiting requests, for the metrics. */
   stats(): UpstreamPoolStats {
     return this.pool.stats();
+  }
+
+  /** Client keys holding upstream connections now (for gatekeeper_tracked_keys). */
+  get clientsHolding(): number {
+    return this.slots?.size ?? 0;
   }
 
   /** Forwards a websocket upgrade. */
@@ -280,4 +341,48 @@ export class Forwarder {
     this.wsAgent.destroy();
     this.pool.close();
   }
+}
+
+/**
+ * Reads a request body of at most `limit` bytes whole, then calls `done` with it; a larger one
+ * (announced, or found while reading a chunked one) goes on as a stream of what was read and the
+ * rest. A client that leaves before its body ends gets nothing sent upstream (`done` is never called).
+ */
+export function readSmallBody(req: http.IncomingMessage, limit: number, done: (body: Buffer | Readable) => void): void {
+  const announced = req.headers['content-length'];
+  if (announced !== undefined && Number(announced) > limit) {
+    done(req);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const cleanup = (): void => {
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('aborted', cleanup);
+    req.off('error', cleanup);
+  };
+  const onData = (chunk: Buffer): void => {
+    size += chunk.length;
+    chunks.push(chunk);
+    if (size <= limit) return;
+    // Larger than announced (chunked): stream what was read, then the rest, with backpressure.
+    cleanup();
+    req.pause();
+    const stream = new PassThrough();
+    for (const c of chunks) stream.write(c);
+    const abandon = (): void => void stream.destroy(new Error('the client stopped sending the request body'));
+    req.once('aborted', abandon);
+    req.once('error', abandon);
+    req.pipe(stream);
+    done(stream);
+  };
+  const onEnd = (): void => {
+    cleanup();
+    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.once('aborted', cleanup);
+  req.once('error', cleanup);
 }

@@ -6,6 +6,12 @@
  * Transfer-Encoding, chunk sizes of at most 15 hex digits. Anything else is a protocol error: the
  * client gets a 502 and the connection is closed, never reused.
  *
+ * Never looser than llhttp, the parser of Node's own client: where llhttp would frame an answer
+ * differently (a tab after `chunked`, a second Transfer-Encoding, whitespace in a chunk-size line,
+ * a malformed chunk extension or trailer) the answer is refused, and a connection llhttp would not
+ * keep (`Proxy-Connection: close`, an answer framed by neither length nor chunked, HEAD included)
+ * is not reused. test/integration/framing-differential.test.ts checks this answer by answer.
+ *
  * The request side stays with Node's own parser (llhttp); this one only ever reads the upstream.
  */
 
@@ -36,7 +42,20 @@ const enum State { Idle, Head, Length, ChunkSize, ChunkData, ChunkEnd, Trailers,
  */
 const HEAD = /^HTTP\/1\.[01] [1-9]\d\d(?: [\t\x20-\x7e\x80-\xff]*)?(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*$/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
+/**
+ * A Content-Length as sent, after the leading OWS: digits, or a list of them (collapsed to one when
+ * they are equal), trailing spaces allowed; a tab after the digits is refused, as llhttp refuses it.
+ */
+const CONTENT_LENGTH_RAW = /^\d{1,15}(?: *, *\d{1,15})* *$/;
+/** A Transfer-Encoding as sent, after the leading OWS: a list of codings, trailing spaces only (llhttp reads `chunked<TAB>` as not chunked). */
+const TRANSFER_ENCODING_RAW = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:, ?[!#$%&'*+\-.^_`|~0-9A-Za-z]+)* *$/;
+/**
+ * A chunk-size line: hex digits and extensions `;name` or `;name=value` (token or quoted-string),
+ * nothing else: no whitespace anywhere (llhttp refuses `5 ` and `5 ;a`), no unbalanced quote.
+ */
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})(?:;[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:=(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*$/;
+/** A trailer line: the shape of a header line (llhttp parses trailers as headers). */
+const TRAILER = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i;
 const CLOSE_OPTION = /(?:^|,)\s*close\s*(?:,|$)/i;
 const CHUNKED_LAST = /(?:^|,)\s*chunked\s*$/i;
@@ -52,6 +71,8 @@ export class ResponseParser {
   private remaining = 0;
   private line = '';
   private keepAlive = false;
+  /** Bytes of trailer lines read for the current answer (bounded like a head). */
+  private trailerBytes = 0;
   /** Bytes of the response read so far (0: the connection may have closed before answering). */
   bytesRead = 0;
   /** The upstream's `Keep-Alive: timeout=N`, in ms, from the last head (0 when it gave none). */
@@ -177,6 +198,8 @@ export class ResponseParser {
     let length = -1;
     let chunked = false;
     let transferEncoding = false;
+    /** Content-Length said more than once (a list, or repeated lines): passed on as one value. */
+    let collapse = false;
     let close = head.charCodeAt(7) === 0x30; // HTTP/1.0
     this.keepAliveHintMs = 0;
     let eol = head.indexOf('\r\n');
@@ -198,10 +221,13 @@ export class ResponseParser {
         }
         case 14:
           if (name.toLowerCase() === 'content-length') {
-            if (length < 0 && CONTENT_LENGTH.test(value)) {
+            const last = head.charCodeAt(end - 1); // a digit: nothing after the number (a tab there is refused below)
+            if (length < 0 && last >= 0x30 && last <= 0x39 && CONTENT_LENGTH.test(value)) {
               length = Number(value); // the usual case: one plain number
               break;
             }
+            if (!CONTENT_LENGTH_RAW.test(head.slice(end - rawTailLength(head, colon + 1, end), end))) throw new UpstreamProtocolError(`bad Content-Length ${JSON.stringify(value.slice(0, 40))}`);
+            collapse = true;
             for (const part of value.split(',')) {
               const v = part.trim();
               if (!CONTENT_LENGTH.test(v) || (length >= 0 && Number(v) !== length)) throw new UpstreamProtocolError(`bad Content-Length ${JSON.stringify(value.slice(0, 40))}`);
@@ -211,9 +237,17 @@ export class ResponseParser {
           break;
         case 17:
           if (name.toLowerCase() === 'transfer-encoding') {
+            // One header, a plain list: llhttp reads a second (even empty) one, or a tab after
+            // `chunked`, differently from what the words say. Zimbra (Jetty) sends `chunked`.
+            if (transferEncoding) throw new UpstreamProtocolError('Transfer-Encoding sent more than once');
+            if (!TRANSFER_ENCODING_RAW.test(head.slice(end - rawTailLength(head, colon + 1, end), end))) throw new UpstreamProtocolError(`bad Transfer-Encoding ${JSON.stringify(value.slice(0, 40))}`);
             transferEncoding = true;
             chunked = CHUNKED_LAST.test(value); // chunked must be the final coding
           }
+          break;
+        case 16:
+          // llhttp takes Proxy-Connection for Connection: its `close` ends the connection too.
+          if (name.toLowerCase() === 'proxy-connection') close ||= CLOSE_OPTION.test(value);
           break;
       }
     }
@@ -224,11 +258,14 @@ export class ResponseParser {
       return;
     }
     if (transferEncoding && length >= 0) throw new UpstreamProtocolError('both Content-Length and Transfer-Encoding');
-    this.keepAlive = !close;
+    const noBody = statusCode === 204 || statusCode === 304;
+    // An answer framed by neither a length nor chunked is never reused, HEAD included: llhttp
+    // decides keep-alive before it knows the request was HEAD, and closes such a connection.
+    this.keepAlive = !close && (noBody || chunked || length >= 0);
     const sink = this.sink!;
-    sink.head(statusCode, raw);
+    sink.head(statusCode, collapse ? collapseContentLength(raw, length) : raw);
     if (this.sink !== sink) return; // abandoned while the head was handled
-    if (this.isHead || statusCode === 204 || statusCode === 304) this.finish(bytesAfter);
+    if (this.isHead || noBody) this.finish(bytesAfter);
     else if (chunked) this.state = State.ChunkSize;
     else if (transferEncoding || length < 0) {
       this.state = State.UntilClose; // framed by the end of the connection: never reused
@@ -252,14 +289,18 @@ export class ResponseParser {
     if (!line.endsWith('\r') || line.indexOf('\r') !== line.length - 1) throw new UpstreamProtocolError('bare CR or LF in chunked framing');
     const text = line.slice(0, -1);
     if (this.state === State.Trailers) {
-      // Trailers are read and dropped (they describe the upstream message, and Node would need them declared).
+      // Trailers are read, checked like header lines, and dropped (they describe the upstream
+      // message, and Node would need them declared).
       if (text === '') this.finish(chunk.length - lf - 1);
+      else if (!TRAILER.test(text)) throw new UpstreamProtocolError(`malformed trailer ${JSON.stringify(text.slice(0, 40))}`);
+      else if ((this.trailerBytes += line.length + 1) > this.maxHeaderBytes) throw new UpstreamProtocolError(`trailers larger than ${this.maxHeaderBytes} bytes`);
       return lf + 1;
     }
     const size = CHUNK_SIZE.exec(text);
     if (!size) throw new UpstreamProtocolError(`bad chunk size ${JSON.stringify(text.slice(0, 40))}`);
     this.remaining = parseInt(size[1]!, 16);
     this.state = this.remaining === 0 ? State.Trailers : State.ChunkData;
+    this.trailerBytes = 0;
     return lf + 1;
   }
 }
@@ -271,4 +312,25 @@ function trimOws(line: string, from: number, to: number): string {
   while (start < end && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
   while (end > start && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
   return line.slice(start, end);
+}
+
+/** How many characters of line[from, to) follow its leading spaces and tabs. */
+function rawTailLength(line: string, from: number, to: number): number {
+  let start = from;
+  while (start < to && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
+  return to - start;
+}
+
+/** The head with its Content-Length said once, as the one number its list or lines repeat (RFC 9110 §8.6). */
+function collapseContentLength(raw: string[], length: number): string[] {
+  const out: string[] = [];
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 14 && raw[i]!.toLowerCase() === 'content-length') {
+      if (seen) continue;
+      seen = true;
+      out.push(raw[i]!, String(length));
+    } else out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
 }

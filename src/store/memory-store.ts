@@ -1,6 +1,6 @@
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { Clock } from '../clock.js';
 import type { Ban, BanEvent } from './ban.js';
+import { boundedLimiter, ExpiringMap } from './bounded-memory.js';
 import { RateLimiterCounter } from './rate-limiter-counter.js';
 import type { CounterSpec, FailureCounter, Store, StoreHealth } from './store.js';
 
@@ -8,22 +8,38 @@ import type { CounterSpec, FailureCounter, Store, StoreHealth } from './store.js
  * The embedded store for a single instance (no `redis` in the config). Expiry is checked against the
  * injected clock when entries are read and swept periodically, never with one long setTimeout per
  * entry (Node timers overflow past 24.8 days; ban histories last up to 30 days).
+ *
+ * Every per-key structure has a ceiling (memory.*): counters keep at most memory.maxCounterKeys
+ * keys each (full: the stalest key with the fewest failures is forgotten), flags and ban histories
+ * memory.maxFlags, bans memory.maxBans (full: the one expiring soonest goes).
  */
 export class MemoryStore implements Store {
-  private readonly bans = new Map<string, Ban>();
-  private readonly history = new Map<string, { count: number; expiresAt: number }>();
-  private readonly flags = new Map<string, number>();
+  private readonly bans: ExpiringMap<Ban>;
+  private readonly history: ExpiringMap<number>;
+  private readonly flags: ExpiringMap<true>;
   private readonly values = new Map<string, string>();
   private readonly listeners = new Set<(e: BanEvent) => void>();
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly clock: Clock, sweepEveryMs = 60_000) {
+  constructor(private readonly clock: Clock, sweepEveryMs = 60_000, limits: { maxFlags?: number; maxBans?: number } = {}) {
+    this.bans = new ExpiringMap(limits.maxBans ?? 1_000_000);
+    this.history = new ExpiringMap(limits.maxFlags ?? 250_000);
+    this.flags = new ExpiringMap(limits.maxFlags ?? 250_000);
     this.sweeper = setInterval(() => this.sweep(), sweepEveryMs);
     this.sweeper.unref();
   }
 
   counter(spec: CounterSpec): FailureCounter {
-    return new RateLimiterCounter(new RateLimiterMemory({ keyPrefix: spec.name, points: spec.points, duration: spec.durationSeconds }));
+    return new RateLimiterCounter(boundedLimiter(`counter:${spec.name}`, { keyPrefix: spec.name, points: spec.points, duration: spec.durationSeconds }));
+  }
+
+  /** Entries held per structure, for gatekeeper_tracked_keys. */
+  trackedKeys(): Array<{ kind: string; size: number }> {
+    return [
+      { kind: 'store-bans', size: this.bans.size },
+      { kind: 'store-ban-history', size: this.history.size },
+      { kind: 'store-flags', size: this.flags.size },
+    ];
   }
 
   private emit(event: BanEvent): void {
@@ -37,7 +53,7 @@ export class MemoryStore implements Store {
   }
 
   async addBan(ban: Ban): Promise<void> {
-    this.bans.set(ban.target, ban);
+    this.bans.set(ban.target, ban, ban.until, this.clock.now());
     this.emit({ type: 'ban', ban });
   }
 
@@ -55,25 +71,19 @@ export class MemoryStore implements Store {
   }
 
   async listBans(): Promise<Ban[]> {
-    const now = this.clock.now();
     const out: Ban[] = [];
-    for (const [target, ban] of this.bans) {
-      if (ban.until <= now) this.bans.delete(target);
-      else out.push(ban);
-    }
+    for (const [, ban] of this.bans.entries(this.clock.now())) out.push(ban);
     return out;
   }
 
   async getBan(target: string): Promise<Ban | null> {
-    const ban = this.bans.get(target);
-    return ban && ban.until > this.clock.now() ? ban : null;
+    return this.bans.get(target, this.clock.now()) ?? null;
   }
 
   async recordBan(target: string, windowSeconds: number): Promise<number> {
     const now = this.clock.now();
-    const prev = this.history.get(target);
-    const count = prev && prev.expiresAt > now ? prev.count + 1 : 1;
-    this.history.set(target, { count, expiresAt: now + windowSeconds * 1000 });
+    const count = (this.history.get(target, now) ?? 0) + 1;
+    this.history.set(target, count, now + windowSeconds * 1000, now);
     return count;
   }
 
@@ -91,17 +101,12 @@ export class MemoryStore implements Store {
   }
 
   async setFlag(key: string, ttlSeconds: number): Promise<void> {
-    this.flags.set(key, this.clock.now() + ttlSeconds * 1000);
+    const now = this.clock.now();
+    this.flags.set(key, true, now + ttlSeconds * 1000, now);
   }
 
   async hasFlag(key: string): Promise<boolean> {
-    const exp = this.flags.get(key);
-    if (exp === undefined) return false;
-    if (exp <= this.clock.now()) {
-      this.flags.delete(key);
-      return false;
-    }
-    return true;
+    return this.flags.get(key, this.clock.now()) === true;
   }
 
   async getValue(key: string): Promise<string | null> {
@@ -119,9 +124,9 @@ export class MemoryStore implements Store {
   /** Drops expired entries; exposed for tests. */
   sweep(): void {
     const now = this.clock.now();
-    for (const [k, b] of this.bans) if (b.until <= now) this.bans.delete(k);
-    for (const [k, h] of this.history) if (h.expiresAt <= now) this.history.delete(k);
-    for (const [k, e] of this.flags) if (e <= now) this.flags.delete(k);
+    this.bans.sweep(now);
+    this.history.sweep(now);
+    this.flags.sweep(now);
   }
 
   async close(): Promise<void> {

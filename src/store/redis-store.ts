@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Clock } from '../clock.js';
 import type { Ban, BanEvent } from './ban.js';
+import { boundedLimiter } from './bounded-memory.js';
 import { RateLimiterCounter } from './rate-limiter-counter.js';
 import { RedisBans, type Scripted } from './redis-bans.js';
 import type { RedisKind } from './redis-connect.js';
@@ -130,7 +131,8 @@ export class RedisStore implements Store {
   }
 
   counter(spec: CounterSpec): FailureCounter {
-    const insurance = new RateLimiterMemory({ keyPrefix: `insurance:${spec.name}`, points: spec.points, duration: spec.durationSeconds });
+    // Bounded (memory.maxCounterKeys): while Redis is down, a flood of distinct keys must not grow it without end.
+    const insurance = boundedLimiter(`insurance:${spec.name}`, { keyPrefix: `insurance:${spec.name}`, points: spec.points, duration: spec.durationSeconds });
     return new RateLimiterCounter(
       new RateLimiterRedis({
         storeClient: this.redis,

@@ -163,9 +163,13 @@ describe('fuzz: upstream response parser', () => {
     for (const piece of shapes) {
       for (const tail of ['\x01', '\n', ' :', '']) {
         const head = `HTTP/1.1 200 OK\r\nX: ${piece.repeat(Math.floor(60000 / piece.length))}${tail}\r\n\r\n`;
-        const t0 = process.hrtime.bigint();
-        run(Buffer.from(head, 'latin1'), []);
-        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        // Best of three: catastrophic backtracking is slow every time, a busy shared core only now and then.
+        let ms = Infinity;
+        for (let i = 0; i < 3 && ms >= 50; i++) {
+          const t0 = process.hrtime.bigint();
+          run(Buffer.from(head, 'latin1'), []);
+          ms = Math.min(ms, Number(process.hrtime.bigint() - t0) / 1e6);
+        }
         assert.ok(ms < 50, `${JSON.stringify(piece)} x many + ${JSON.stringify(tail)}: ${ms.toFixed(1)} ms`);
       }
     }

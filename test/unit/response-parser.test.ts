@@ -51,6 +51,9 @@ describe('ResponseParser: framing (RFC 9112 §6), at every split point', () => {
     { desc: 'Connection: close is honoured', wire: `${OK}Connection: keep-alive, close\r\nContent-Length: 1\r\n\r\nx`, status: 200, body: 'x', reusable: false },
     { desc: 'HTTP/1.0: not reused', wire: 'HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx', status: 200, body: 'x', reusable: false },
     { desc: 'no reason phrase', wire: 'HTTP/1.1 500\r\nContent-Length: 0\r\n\r\n', status: 500, body: '', reusable: true },
+    { desc: 'Proxy-Connection: close is honoured as llhttp does', wire: `${OK}Proxy-Connection: close\r\nContent-Length: 1\r\n\r\nx`, status: 200, body: 'x', reusable: false },
+    { desc: 'HEAD answered with neither a length nor chunked: not reused (llhttp closes it)', wire: `${OK}Connection: keep-alive\r\n\r\n`, isHead: true, status: 200, body: '', reusable: false },
+    { desc: 'chunk extensions of token and quoted-string values', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5;a=b;c="d \\" e"\r\nhello\r\n0;z\r\n\r\n`, status: 200, body: 'hello', reusable: true },
   ]) {
     it(desc, () => {
       for (const step of [1, 2, 3, 7, 1000]) {
@@ -66,6 +69,16 @@ describe('ResponseParser: framing (RFC 9112 §6), at every split point', () => {
   it('passes every header on as sent, in order, repeated ones included', () => {
     const seen = parse(`${OK}Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Odd:  spaced value \t\r\nContent-Length: 0\r\n\r\n`);
     assert.deepEqual(seen.heads[0]![1], ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-Odd', 'spaced value', 'Content-Length', '0']);
+  });
+
+  it('a repeated equal Content-Length (a list, or lines) is passed on once, as one number', () => {
+    for (const wire of [`${OK}Content-Length: 1, 1\r\n\r\nx`, `${OK}Content-Length: 1\r\nX-A: b\r\nContent-Length: 1\r\n\r\nx`, `${OK}Content-Length: 1 ,1 \r\n\r\nx`]) {
+      const seen = parse(wire);
+      assert.equal(seen.error, null, wire);
+      assert.equal(seen.body, 'x');
+      assert.deepEqual(seen.heads[0]![1].filter((_v, i, a) => i % 2 === 0 && a[i]!.toLowerCase() === 'content-length').length, 1, wire);
+      assert.equal(seen.heads[0]![1][seen.heads[0]![1].findIndex((v) => v.toLowerCase() === 'content-length') + 1], '1');
+    }
   });
 
   it("reads the upstream's Keep-Alive timeout", () => {
@@ -110,6 +123,19 @@ describe('ResponseParser: what it refuses (502, connection closed)', () => {
     { desc: 'a chunk without its CRLF', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n`, error: /chunk not followed by CRLF/ },
     { desc: 'a chunk-size line ending in a bare LF', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n`, error: /bare CR or LF/ },
     { desc: 'a head larger than the limit', wire: `${OK}X-Big: ${'a'.repeat(2000)}\r\n\r\n`, error: /head larger than 1024 bytes/ },
+    // Where llhttp (Node's client) frames differently or refuses (issue 17): refused here too.
+    { desc: 'Transfer-Encoding: chunked<TAB> (llhttp: not chunked)', wire: `${OK}Transfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n`, error: /bad Transfer-Encoding/ },
+    { desc: 'two Transfer-Encoding headers, one empty', wire: `${OK}Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n0\r\n\r\n`, error: /Transfer-Encoding sent more than once/ },
+    { desc: 'an empty Transfer-Encoding', wire: `${OK}Transfer-Encoding: \r\n\r\n0\r\n\r\n`, error: /bad Transfer-Encoding/ },
+    { desc: 'a Content-Length followed by a tab', wire: `${OK}Content-Length: 1\t\r\n\r\nx`, error: /bad Content-Length/ },
+    { desc: 'a Content-Length followed by a tab and a space', wire: `${OK}Content-Length: 1\t \r\n\r\nx`, error: /bad Content-Length/ },
+    { desc: 'a chunk-size line with a space and no extension', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
+    { desc: 'a space between the chunk size and its extension', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5 ;a\r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
+    { desc: 'a chunk extension with an unbalanced quote', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5;a="b\r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
+    { desc: 'a chunk extension value with a space', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n5;a=b c\r\nhello\r\n0\r\n\r\n`, error: /bad chunk size/ },
+    { desc: 'a trailer line without a colon', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n0\r\nnocolon\r\n\r\n`, error: /malformed trailer/ },
+    { desc: 'a trailer with whitespace before the colon', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n0\r\nX-T : v\r\n\r\n`, error: /malformed trailer/ },
+    { desc: 'trailers larger than the head limit', wire: `${OK}Transfer-Encoding: chunked\r\n\r\n0\r\n${'X-T: aaaaaaaaaa\r\n'.repeat(100)}\r\n`, error: /trailers larger than 1024 bytes/ },
   ]) {
     it(desc, () => {
       for (const step of [1, 4, 1000]) {
