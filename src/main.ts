@@ -298,6 +298,8 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
   const pageThrottles: PageThrottle[] = [];
   // Every bounded per-key structure, as gatekeeper_tracked_keys{kind}.
   metrics.trackKeys('ban-cache', () => enforcer.cache.size);
+  metrics.trackKeys('known-good', () => enforcer.trackedSizes.knownGood);
+  metrics.trackKeys('login-waiters', () => enforcer.trackedSizes.waiting);
   metrics.trackKeys('activity', () => activity.size);
   metrics.trackKeys('page-throttle', () => pageThrottles.reduce((n, p) => n + p.size, 0));
   metrics.trackKeys('client-connections', () => connectionCaps.reduce((n, c) => n + c.cap.slots.size, 0));

@@ -135,6 +135,7 @@ export const configSchema = z.strictObject({
     maxFlags: positiveInt().default(250_000), //                known-good account/address pairs and ban histories in the in-memory store; full: the entry expiring soonest goes
     maxBans: positiveInt().default(1_000_000), //               single-address bans held in memory (ban cache, in-memory store); full: the ban ending soonest goes
     maxPageThrottleKeys: positiveInt().default(100_000), //     banned addresses remembered for proxy.banPageInterval; full: the least recently paged is forgotten
+    maxKnownGood: positiveInt().default(100_000), //            account/address pairs with a recent success each process keeps in memory (the store keeps them all); full: the oldest goes
     maxActivityKeys: positiveInt().default(5_000), //           addresses, and accounts, per hour in the status page's top lists; full: the one with the fewest failures is forgotten
   }).prefault({}),
   notify: z.strictObject({

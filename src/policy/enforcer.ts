@@ -155,6 +155,11 @@ export class Enforcer {
     this.history?.append(event).catch((err: Error) => this.log.warn({ err: err.message, code: 'GK_ERR_STORE' }, 'could not record the ban history'));
   }
 
+  /** Entries of the in-process known-good cache and logins waiting (gatekeeper_tracked_keys). */
+  get trackedSizes(): { knownGood: number; waiting: number } {
+    return { knownGood: this.knownGoodLocal.size, waiting: this.waiting };
+  }
+
   /** Takes a reloaded config (jail, account, mode, address sets); bans and counts are kept. */
   reconfigure(config: Config, sets: AddressSets): void {
     this.config = config;
@@ -413,7 +418,14 @@ export class Enforcer {
   }
 
   private rememberGood(goodKey: string, seconds: number): void {
-    if (this.knownGoodLocal.size >= 100_000) this.knownGoodLocal.clear();
+    const max = this.config.memory.maxKnownGood;
+    if (this.knownGoodLocal.size >= max && !this.knownGoodLocal.has(goodKey)) {
+      // Full: the oldest entry goes (a Map iterates in insertion order); the store still has it, so a
+      // device forgotten here is found there at its next request.
+      const oldest = this.knownGoodLocal.keys().next().value;
+      if (oldest !== undefined) this.knownGoodLocal.delete(oldest);
+    }
+    this.knownGoodLocal.delete(goodKey);
     this.knownGoodLocal.set(goodKey, this.clock.now() + seconds * 1000);
   }
 

@@ -112,3 +112,19 @@ describe('Enforcer: logins of one address in flight (an office behind NAT)', () 
     assert.equal(await e.failuresOf('198.51.100.25'), 1, 'the victim\'s failure stands after the own login');
   });
 });
+
+describe('Enforcer: bounded known-good cache', () => {
+  it('keeps at most memory.maxKnownGood pairs, forgetting the oldest; the store still knows them', async () => {
+    const small = loadConfig({ file: '/dev/null', env: { GK_JAIL_IGNOREIP: '[]', GK_MEMORY_MAX_KNOWN_GOOD: '100' } }).config;
+    const store = new MemoryStore(clock);
+    const e = new Enforcer(small, store, sets, clock, createLogger('silent'), new Metrics(false));
+    for (let i = 0; i < 1000; i++) {
+      const a = await e.admitLogin(`198.51.100.${i % 250}`, [`u${i}@example.com`], 1);
+      if (a.allowed) await e.settleLogin(a.ticket, { failures: 0, successes: 1, successAccounts: [`u${i}@example.com`], ruleId: 'soap.auth-ok', service: 'soap' });
+    }
+    assert.equal(e.trackedSizes.knownGood, 100);
+    // The first pair was forgotten here, but the store knows it: no reservation is taken.
+    const again = await e.admitLogin('198.51.100.0', ['u0@example.com'], 1);
+    assert.ok(again.allowed && again.ticket.knownGood);
+  });
+});
