@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig, maskedConfig, type LoadedConfig } from '../config/load.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
 import { printBans, printStatus } from './format.js';
-import { printReport, testLog } from './test-log.js';
+import { printReport, printUnknownProxies, testLog } from './test-log.js';
 import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
 
 const USAGE = `usage: gatekeeper <command> [options]
@@ -16,7 +16,7 @@ commands:
   ban IP [--for 24h] [--reason TEXT]   ban by hand (IPv4, IPv6 or CIDR)
   unban IP|--all              lift bans everywhere
   reload                      re-read the config file in the running gatekeeper (like SIGHUP)
-  test-log FILE... [--type TYPE|auto] [--json]
+  test-log FILE...|- [--type TYPE|auto] [--json] [--print-missed] [--print-matched]
                               run log files through the log rules offline (like fail2ban-regex)
 
 options:
@@ -95,6 +95,8 @@ export async function main(argv: string[]): Promise<number> {
         reason: { type: 'string' },
         all: { type: 'boolean', default: false },
         type: { type: 'string', default: 'auto' },
+        'print-missed': { type: 'boolean', default: false },
+        'print-matched': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -123,10 +125,11 @@ export async function main(argv: string[]): Promise<number> {
           throw new GatekeeperError('GK_ERR_USAGE', `--type ${values.type} is not one of auto, ${LOG_TYPES.join(', ')}`);
         }
         const { config } = loadConfig({ file: values.config });
-        const report = await testLog(args, values.type as LogType | 'auto', config);
+        const report = await testLog(args, values.type as LogType | 'auto', config, { printMissed: values['print-missed'], printMatched: values['print-matched'] });
         if (values.json) {
-          const { lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond } = report;
-          process.stdout.write(`${JSON.stringify({ lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond })}\n`);
+          const { files: _f, seconds: _s, ...summary } = report;
+          process.stdout.write(`${JSON.stringify(summary)}\n`);
+          printUnknownProxies(report);
         } else {
           printReport(report);
         }
