@@ -316,6 +316,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       upstreams: upstreamHealth,
       firewall: firewall ? firewall.health() : { backend: 'none' },
       activeBans: enforcer.cache.size,
+      ...(watcher ? { logs: watcher.health() } : {}),
     };
   };
 

@@ -105,6 +105,13 @@ export class LogWatcher {
     );
   }
 
+  /** For /healthz: a warning when lines come through a zimbra-proxy that is not configured. */
+  health(): { files: number; warning?: string } {
+    const u = this.unknownProxy;
+    if (!u) return { files: this.sources.length };
+    return { files: this.sources.length, warning: `GK_ERR_LOG_UNKNOWN_PROXY: ${u.lines} lines came through zimbra-proxy ${u.address}, which is not in zimbraProxies: they are not counted` };
+  }
+
   /** Reads what is there now in every file (tests, shutdown). */
   async poll(): Promise<void> {
     for (const t of this.tails) await t.poll();
