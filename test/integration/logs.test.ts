@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { appendFileSync, chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -66,6 +67,94 @@ describe('log-driven detection end to end', { skip }, () => {
   });
 });
 
+// Issue 18: three real files mixing genuine failures with forged lines (a login name with a newline lets the
+// client write the next physical lines). Only the writers are banned, never the addresses the forged lines name.
+const mailboxTorn = (writer: string, victim: string, n: number): string =>
+  `2024-03-01 12:00:0${n},000 INFO  [ImapSSLServer-8] [ip=${writer};cid=4${n};] account - authentication failed for x${n}\n` +
+  `2024-03-01 12:00:0${n},001 INFO  [ImapSSLServer-9] [ip=${victim};cid=5${n};] account - authentication failed for victim${n}@example.com (no such account)\n`;
+const auditTorn = (writer: string, victim: string, n: number): string =>
+  `2024-03-01 13:00:0${n},000 INFO  [qtp1-1:https://mail.example.com/service/soap/AuthRequest] [oip=${writer};port=5200;soapId=4${n};] security - Error occurred during authentication: authentication failed for [x${n}\n` +
+  `2024-03-01 13:00:0${n},001 WARN  [ImapSSLServer-3] [ip=192.168.20.50;oip=${victim};via=192.168.20.52(nginx/1.20.0);cid=8${n};] security - cmd=Auth; account=v@example.com; protocol=imap; error=authentication failed for [v@example.com], invalid password;]. Reason: account not found.\n`;
+const syslogTorn = (victim: string, n: number): string =>
+  `Mar 10 14:00:0${n} mx saslauthd[900]: auth_zimbra: x${n}\n` +
+  `Mar 10 14:00:0${n} mx postfix/smtpd[1]: warning: unknown[${victim}]: SASL LOGIN authentication failed: authentication failure auth failed: authentication failed for [x${n}\n` +
+  `Mar 10 14:00:0${n} mx postfix/smtpd[1]: warning: unknown[${victim}]: SASL LOGIN authentication failed: authentication failure]\n`;
+const unknownProxy = (n: number): string =>
+  `2024-03-01 10:06:0${n},000 WARN  [ImapSSLServer-3] [ip=127.0.0.60;oip=127.0.0.61;via=127.0.0.60(nginx/1.20.0);ua=Zimbra/10.0.0;cid=19;] security - cmd=Auth; account=info@example.com; protocol=imap; error=authentication failed for [info@example.com], invalid password;\n`;
+// More than the 16 KiB after a torn line in which every line is taken as client-written.
+const filler = (kind: 'zimbra' | 'syslog'): string =>
+  (kind === 'zimbra' ? '2024-03-01 13:30:00,000 INFO  [main] [] misc - nothing to see here, just a line of a busy log file\n' : 'Mar 10 14:30:00 mx postfix/smtpd[5]: connect from unknown[127.0.0.99] and a little more text\n').repeat(200);
+
+describe('forged log lines end to end', { skip }, () => {
+  it('mailbox.log, audit.log and zimbra.log mixing genuine failures and forged lines: only the writers are banned', async () => {
+    const redis = await startRedis();
+    const zimbra = await startFakeZimbra();
+    const dir = mkdtempSync(join(tmpdir(), 'gk-forged-'));
+    const files = { mailbox: join(dir, 'mailbox.log'), audit: join(dir, 'audit.log'), syslog: join(dir, 'zimbra.log') };
+    for (const f of Object.values(files)) writeFileSync(f, '');
+    const cfg = testConfig(zimbra.url, {
+      redis: { url: redis.url },
+      logs: [{ path: files.mailbox, type: 'zimbra-mailbox' }, { path: files.audit, type: 'zimbra-audit' }, { path: files.syslog, type: 'syslog' }],
+      zimbraProxies: ['192.168.20.50'],
+    });
+    const gk = await startGatekeeper(cfg);
+    const r = redis.client();
+    try {
+      // Each injection is followed by more than the quarantine window (inside it, even a torn line of the
+      // same writer is not counted: a client could forge a torn line too).
+      for (let n = 1; n <= 3; n++) {
+        appendFileSync(files.mailbox, mailboxTorn('127.0.0.41', '127.0.0.51', n) + filler('zimbra'));
+        appendFileSync(files.audit, auditTorn('127.0.0.43', '127.0.0.52', n) + filler('zimbra') + unknownProxy(n));
+        appendFileSync(files.syslog, syslogTorn('127.0.0.53', n) + filler('syslog'));
+      }
+      // Genuine failures after the forged ones: once these are banned, everything before was read.
+      for (let n = 0; n < 3; n++) {
+        appendFileSync(files.mailbox, `2024-03-01 14:00:0${n},000 INFO  [Pop3SSLServer-2] [ip=127.0.0.45;] account - authentication failed for nobody${n} (no such account)\n`);
+        appendFileSync(files.audit, imapAudit('127.0.0.42'));
+        appendFileSync(files.syslog, postfix('127.0.0.44', n));
+      }
+      for (const ip of ['127.0.0.42', '127.0.0.44', '127.0.0.45']) await waitFor(() => r.get(`gk:ban:${ip}`), 10_000, `genuine attacker ${ip} banned`);
+      // The addresses the forged lines name, and the unconfigured proxy and its oip, are not.
+      for (const ip of ['127.0.0.51', '127.0.0.52', '127.0.0.53', '127.0.0.60', '127.0.0.61']) {
+        assert.equal(await r.get(`gk:ban:${ip}`), null, `${ip} is named only by forged lines or is a proxy: never banned`);
+        const st = JSON.parse((await runCli(['status', ip, '--json', '--api', gk.url('api', '')])).stdout) as { failures: number };
+        assert.equal(st.failures, 0, `${ip} has no failures counted`);
+      }
+      // The writers of the torn lines (their own, Zimbra-written addresses) are counted and banned.
+      for (const ip of ['127.0.0.41', '127.0.0.43']) {
+        const raw = await waitFor(() => r.get(`gk:ban:${ip}`), 5000, `writer ${ip} banned`);
+        assert.equal((JSON.parse(raw) as { reason: string }).reason, 'log.injection');
+      }
+      const metrics = (await send('127.0.0.1', gk.url('api', '/metrics'))).body;
+      assert.match(metrics, /gatekeeper_log_lines_total\{type="zimbra-mailbox",result="forged"\} [1-9]/);
+      assert.match(metrics, /gatekeeper_log_lines_total\{type="zimbra-audit",result="forged"\} [1-9]/);
+      assert.match(metrics, /gatekeeper_log_lines_total\{type="syslog",result="forged"\} [1-9]/);
+      assert.match(metrics, /gatekeeper_log_lines_total\{type="zimbra-audit",result="unknown-proxy"\} 3/);
+      const health = JSON.parse((await send('127.0.0.1', gk.url('api', '/healthz'))).body) as { logs?: { warning?: string } };
+      assert.match(health.logs?.warning ?? '', /GK_ERR_LOG_UNKNOWN_PROXY: 3 lines came through zimbra-proxy 127\.0\.0\.60/);
+      await waitFor(() => gk.logs.some((l) => l.code === 'GK_ERR_LOG_UNKNOWN_PROXY' && l.proxy === '127.0.0.60'), 5000, 'the warning in the log');
+    } finally {
+      await closeAgents();
+      await gk.stop();
+      await zimbra.close();
+      await redis.stop();
+    }
+  });
+});
+
+const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname;
+function runCliStdin(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    proc.once('exit', (code) => res({ code, stdout, stderr }));
+    proc.stdin.end(input);
+  });
+}
+
 describe('gatekeeper test-log', () => {
   it('reports matches per rule and per address as one JSON document', async () => {
     const fixtures = new URL('../../../test/fixtures/logs/', import.meta.url).pathname;
@@ -88,5 +177,48 @@ describe('gatekeeper test-log', () => {
     const res = await runCli(['test-log', log, '--json', '--config', cfg]);
     const doc = JSON.parse(res.stdout) as { byIp: Record<string, number> };
     assert.deepEqual(doc.byIp, { '203.0.113.77': 1 });
+  });
+  it('reads standard input with -, prints the lines no rule matched, and its numbers add up', async () => {
+    const direct = '2024-03-01 10:00:00,001 WARN  [ImapSSLServer-7] [ip=203.0.113.77;cid=9;] security - cmd=Auth; account=info@example.com; protocol=imap; error=authentication failed for [info@example.com], invalid password;\n';
+    const input = direct + 'garbage\n\n' + '2024-03-01 10:00:00,001 INFO  [main] [] misc - startup\n' + unknownProxy(1);
+    const res = await runCliStdin(['test-log', '-', '--type', 'zimbra-audit', '--print-missed', '--json'], input);
+    assert.equal(res.code, 0, res.stderr);
+    const [missed1, missed2, json] = res.stdout.trim().split('\n');
+    assert.equal(missed1, 'skipped (unparsed): garbage');
+    assert.equal(missed2, 'unmatched: 2024-03-01 10:00:00,001 INFO  [main] [] misc - startup');
+    const doc = JSON.parse(json!) as Record<string, number> & { notCounted: Record<string, number>; unknownProxies: Record<string, number> };
+    assert.equal(doc.lines, 5);
+    assert.equal(doc.lines, doc.matched + doc.unmatched + doc.skipped + doc.forged + doc.empty);
+    assert.equal(doc.matched, doc.counted + doc.notCounted.proxy! + doc.notCounted.duplicate! + doc.notCounted.noAddress! + doc.notCounted.info!);
+    assert.deepEqual({ matched: doc.matched, counted: doc.counted, noAddress: doc.notCounted.noAddress }, { matched: 2, counted: 1, noAddress: 1 });
+    assert.deepEqual(doc.unknownProxies, { '127.0.0.60': 1 });
+    assert.match(res.stderr, /warning: GK_ERR_LOG_UNKNOWN_PROXY: 1 lines came through zimbra-proxy 127\.0\.0\.60/);
+  });
+  it('--print-matched says why each match is or is not counted; the text summary adds up', async () => {
+    const fixtures = new URL('../../../test/fixtures/logs/', import.meta.url).pathname;
+    const res = await runCli(['test-log', `${fixtures}mailbox-forged.log`, '--type', 'zimbra-mailbox', '--print-matched', '--print-missed']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /^log\.injection 203\.0\.113\.66 counted: /m);
+    assert.match(res.stdout, /^forged \(after a torn "account - authentication failed for" line\): .*victim@example\.com/m);
+    const total = /lines: +(\d+) = (\d+) matched \+ (\d+) unmatched \+ (\d+) skipped \+ (\d+) forged \+ (\d+) empty/.exec(res.stdout);
+    assert.ok(total, res.stdout);
+    const [, all, ...parts] = total.map(Number);
+    assert.equal(all, parts.reduce((a, b) => a + b, 0));
+  });
+  it('names the OS reason when a file cannot be read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gk-tl-'));
+    const missing = await runCli(['test-log', join(dir, 'nope.log')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /GK_ERR_USAGE: cannot read .*nope\.log: ENOENT: no such file or directory/);
+    const isDir = await runCli(['test-log', dir, '--type', 'syslog']);
+    assert.match(isDir.stderr, /cannot read .*: EISDIR/);
+    if (process.getuid?.() !== 0) {
+      const locked = join(dir, 'locked.log');
+      writeFileSync(locked, 'x\n');
+      chmodSync(locked, 0);
+      assert.match((await runCli(['test-log', locked])).stderr, /EACCES: permission denied/);
+    }
+    const stdinNoType = await runCliStdin(['test-log', '-'], '');
+    assert.match(stdinNoType.stderr, /standard input needs --type/);
   });
 });
