@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { which } from '../helpers/binaries.js';
+import YAML from 'yaml';
+import { requireBinary, which } from '../helpers/binaries.js';
 import { startFakeZimbra } from '../helpers/fake-zimbra.js';
 import { runCli, startGatekeeper, testConfig, waitFor } from '../helpers/gatekeeper-process.js';
 import { closeAgents, send } from '../helpers/http-client.js';
@@ -139,6 +140,116 @@ describe('forged log lines end to end', { skip }, () => {
       await zimbra.close();
       await redis.stop();
     }
+  });
+});
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+interface ComposeService {
+  environment?: Record<string, string>;
+  volumes?: string[];
+  command?: string[];
+}
+
+/*
+ * The firewall agent as docker-compose.yml runs it: its environment (from the same .env values as the
+ * gatekeeper), its config file, and its volumes as real read-only bind mounts in a private mount namespace
+ * (`unshare -m`, root only), each container path placed under a prefix of the test's own. The firewall
+ * itself is left out (backend none: the firewall suite drives nftables); bans are read in Redis.
+ */
+describe('firewall agent through the compose mount layout', { skip }, () => {
+  it('follows a rename rotation of zimbra.log and audit.log through the directory mounts, with zimbraProxies and admin.allow from .env', async (t) => {
+    if (!requireBinary(t, 'unshare', 'util-linux') || !requireBinary(t, 'mount', 'mount')) return;
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI === 'true') throw new Error('CI=true and not root: cannot bind-mount');
+      t.skip('needs root for bind mounts');
+      return;
+    }
+    const compose = YAML.parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, ComposeService> };
+    const agent = compose.services['firewall-agent']!;
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const vars: Record<string, string> = { REDIS_PORT: String(redis.port), GK_ADMIN_ALLOW: '203.0.113.70/32', GK_ZIMBRA_PROXIES: '192.168.20.50', GK_MODE: 'enforce' };
+    const interpolate = (v: string): string => v.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_m, name: string, def?: string) => vars[name] ?? def ?? '');
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
+    for (const [k, v] of Object.entries(agent.environment ?? {})) env[k] = interpolate(v);
+    assert.equal(env.GK_ADMIN_ALLOW, '203.0.113.70/32', 'the agent gets the gatekeeper\'s admin.allow');
+    assert.equal(env.GK_ZIMBRA_PROXIES, '192.168.20.50', 'the agent gets zimbraProxies from .env');
+
+    const base = mkdtempSync(join(tmpdir(), 'gk-agent-'));
+    const host = join(base, 'host');
+    const container = join(base, 'container');
+    const mounts: Array<{ from: string; to: string }> = [];
+    const configTarget = agent.command![agent.command!.indexOf('--config') + 1]!;
+    let configSource = '';
+    for (const v of agent.volumes ?? []) {
+      const [from, to, mode] = v.split(':');
+      if (to === configTarget) {
+        configSource = join(ROOT, from!);
+        continue;
+      }
+      assert.equal(mode, 'ro', `${v} is mounted read-only`);
+      assert.ok(!/\.log$/.test(from!), `${v}: a log DIRECTORY is mounted, not a file`);
+      mkdirSync(join(host, from!), { recursive: true });
+      mkdirSync(join(container, to!), { recursive: true });
+      mounts.push({ from: join(host, from!), to: join(container, to!) });
+    }
+    const cfg = YAML.parse(readFileSync(configSource, 'utf8')) as { logs: Array<{ path: string; type: string }>; firewall: { backend: string } };
+    cfg.firewall.backend = 'none';
+    const hostPath = (type: string): string => {
+      const inContainer = cfg.logs.find((l) => l.type === type)!.path;
+      const m = mounts.find((x) => join(container, inContainer).startsWith(`${x.to}/`))!;
+      return join(m.from, join(container, inContainer).slice(m.to.length));
+    };
+    const syslog = hostPath('syslog');
+    const audit = hostPath('zimbra-audit');
+    for (const l of cfg.logs) writeFileSync(hostPath(l.type), '');
+    cfg.logs = cfg.logs.map((l) => ({ ...l, path: join(container, l.path) }));
+    const cfgFile = join(base, 'firewall-agent.yml');
+    writeFileSync(cfgFile, YAML.stringify(cfg));
+
+    // sh only places the mounts and execs node; every path is a positional argument, never part of the script.
+    const script = 'set -e; while [ "$#" -gt 3 ]; do mount --bind -o ro "$1" "$2"; shift 2; done; exec "$1" "$2" run --config "$3"';
+    const args = ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', ...mounts.flatMap((m) => [m.from, m.to]), process.execPath, CLI, cfgFile];
+    const proc = spawn('unshare', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.after(() => {
+      proc.kill('SIGKILL');
+    });
+    const logs: Array<Record<string, unknown>> = [];
+    let stderr = '';
+    let buf = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    proc.stdout.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        try {
+          logs.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+        } catch {
+          // not JSON
+        }
+        buf = buf.slice(nl + 1);
+      }
+    });
+    await waitFor(() => logs.filter((l) => l.msg === 'following log file').length === cfg.logs.length, 15_000, `the agent following ${cfg.logs.length} files\n${stderr}`);
+
+    const r = redis.client();
+    // Addresses in these log lines are documentation addresses (the agent's default jail.ignoreip keeps
+    // loopback); nothing is sent to them: the firewall backend is none and the lines are only text.
+    // Two failures each, then logrotate's rename, then the third in the new file.
+    appendFileSync(syslog, postfix('203.0.113.71', 0) + postfix('203.0.113.71', 1));
+    appendFileSync(audit, imapAudit('203.0.113.72').repeat(2) + imapAudit('203.0.113.70').repeat(3));
+    renameSync(syslog, `${syslog}.1`);
+    writeFileSync(syslog, postfix('203.0.113.71', 2));
+    renameSync(audit, `${audit}.1`);
+    writeFileSync(audit, imapAudit('203.0.113.72'));
+    const smtp = JSON.parse(await waitFor(() => r.get('gk:ban:203.0.113.71'), 10_000, `SMTP client banned after the rotation of zimbra.log\n${stderr}`)) as { reason: string };
+    assert.equal(smtp.reason, 'smtp.sasl-failed');
+    // oip believed: zimbraProxies came from GK_ZIMBRA_PROXIES.
+    const imap = JSON.parse(await waitFor(() => r.get('gk:ban:203.0.113.72'), 10_000, 'IMAP client banned after the rotation of audit.log')) as { reason: string };
+    assert.equal(imap.reason, 'imap.auth-failed');
+    // admin.allow from GK_ADMIN_ALLOW: 3 failures (read before the rotation), never banned.
+    assert.equal(await r.get('gk:ban:203.0.113.70'), null, 'an admin.allow address is never banned');
+    assert.equal(await r.get('gk:ban:192.168.20.50'), null, 'the proxy is never banned');
   });
 });
 
