@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Config } from '../config/schema.js';
 import { LogDetector } from '../detect/log-detector.js';
-import { parseSyslogLine, parseZimbraLine } from '../detect/log-line.js';
+import { parseNginxLine, parseSyslogLine, parseZimbraLine } from '../detect/log-line.js';
 import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
 import { LogStream } from '../detect/log-stream.js';
 import { GatekeeperError } from '../errors.js';
@@ -25,8 +25,10 @@ export interface TestLogReport {
   failures: number;
   successes: number;
   byRule: Record<string, number>;
-  /** Counted failures per address (what the counters would see). */
+  /** Failures per address, counted or not (e.g. counted by the proxy in-line). */
   byIp: Record<string, number>;
+  /** Counted failures per address (what the running gatekeeper's counters would see). */
+  countedByIp: Record<string, number>;
   /** Unconfigured zimbra-proxy addresses and how many lines came through each. */
   unknownProxies: Record<string, number>;
   files: Array<{ file: string; type: LogType; lines: number }>;
@@ -54,9 +56,11 @@ export async function detectType(file: string): Promise<LogType> {
   let zimbra = 0;
   let security = 0;
   let syslog = 0;
+  let nginx = 0;
   let seen = 0;
   for await (const line of rl) {
     if (!line) continue;
+    if (parseNginxLine(line)) nginx++;
     const z = parseZimbraLine(line);
     if (z) {
       zimbra++;
@@ -65,6 +69,7 @@ export async function detectType(file: string): Promise<LogType> {
     if (++seen >= 200) break;
   }
   rl.close();
+  if (nginx > zimbra && nginx > syslog) return 'zimbra-nginx';
   if (zimbra === 0 && syslog === 0) throw new GatekeeperError('GK_ERR_USAGE', `cannot tell the log type of ${file}: give --type ${LOG_TYPES.join('|')}`);
   if (syslog > zimbra) return 'syslog';
   return security * 2 >= zimbra ? 'zimbra-audit' : 'zimbra-mailbox';
@@ -109,7 +114,7 @@ export async function testLog(files: readonly string[], type: LogType | 'auto', 
   const report: TestLogReport = {
     lines: 0, empty: 0, skipped: 0, unmatched: 0, forged: 0, matched: 0, counted: 0,
     notCounted: { proxy: 0, duplicate: 0, noAddress: 0, info: 0 },
-    failures: 0, successes: 0, byRule: {}, byIp: {}, unknownProxies: {}, files: [], seconds: 0, linesPerSecond: 0,
+    failures: 0, successes: 0, byRule: {}, byIp: {}, countedByIp: {}, unknownProxies: {}, files: [], seconds: 0, linesPerSecond: 0,
   };
   const t0 = process.hrtime.bigint();
   for (const { file, type: t } of typed) {
@@ -142,12 +147,15 @@ export async function testLog(files: readonly string[], type: LogType | 'auto', 
       report.byRule[rule.id] = (report.byRule[rule.id] ?? 0) + 1;
       if (unknownProxy) report.unknownProxies[unknownProxy] = (report.unknownProxies[unknownProxy] ?? 0) + 1;
       if (rule.outcome === 'success') report.successes++;
-      else if (rule.outcome === 'failure') report.failures++;
+      else if (rule.outcome === 'failure') {
+        report.failures++;
+        if (ip) report.byIp[ip] = (report.byIp[ip] ?? 0) + 1;
+      }
       let why: string;
       if (counted) {
         report.counted++;
         why = 'counted';
-        if (rule.outcome === 'failure' && ip) report.byIp[ip] = (report.byIp[ip] ?? 0) + 1;
+        if (rule.outcome === 'failure' && ip) report.countedByIp[ip] = (report.countedByIp[ip] ?? 0) + 1;
       } else if (rule.outcome === 'info') {
         report.notCounted.info++;
         why = 'not counted: informational';
@@ -208,10 +216,10 @@ export function printReport(r: TestLogReport): void {
   const rules = Object.entries(r.byRule).sort((a, b) => b[1] - a[1]);
   if (rules.length === 0) out.push('  (none)');
   for (const [id, n] of rules) out.push(`  ${id.padEnd(28)} ${n}`);
-  out.push('', 'counted failures per address (top 20):');
-  const ips = Object.entries(r.byIp).sort((a, b) => b[1] - a[1]).slice(0, 20);
+  out.push('', `failures per address (top 20)${' '.repeat(13)}failures  counted`);
+  const ips = Object.entries(r.byIp).sort((a, b) => (r.countedByIp[b[0]] ?? 0) - (r.countedByIp[a[0]] ?? 0) || b[1] - a[1]).slice(0, 20);
   if (ips.length === 0) out.push('  (none)');
-  for (const [ip, n] of ips) out.push(`  ${ip.padEnd(40)} ${n}`);
+  for (const [ip, n] of ips) out.push(`  ${ip.padEnd(40)} ${String(n).padStart(8)} ${String(r.countedByIp[ip] ?? 0).padStart(8)}`);
   out.push('', `${r.linesPerSecond} lines/s (${r.seconds.toFixed(3)} s)`);
   process.stdout.write(`${out.join('\n')}\n`);
   printUnknownProxies(r);

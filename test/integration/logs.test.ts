@@ -303,10 +303,19 @@ describe('gatekeeper test-log', () => {
     assert.equal(doc.matched, doc.counted + doc.notCounted.proxy! + doc.notCounted.duplicate! + doc.notCounted.noAddress! + doc.notCounted.info!);
     assert.deepEqual({ matched: doc.matched, counted: doc.counted, noAddress: doc.notCounted.noAddress }, { matched: 2, counted: 1, noAddress: 1 });
     assert.deepEqual(doc.unknownProxies, { '127.0.0.60': 1 });
+    assert.deepEqual((doc as unknown as { countedByIp: Record<string, number> }).countedByIp, { '203.0.113.77': 1 }, 'the line through the unconfigured proxy blames nobody');
     assert.match(res.stderr, /warning: GK_ERR_LOG_UNKNOWN_PROXY: 1 lines came through zimbra-proxy 127\.0\.0\.60/);
   });
   it('--print-matched says why each match is or is not counted; the text summary adds up', async () => {
     const fixtures = new URL('../../../test/fixtures/logs/', import.meta.url).pathname;
+    // The fixture's first two genuine pairs, without its comment lines (a line between the two lines of a pair
+    // would make what follows client-written).
+    const pairs = readFileSync(`${fixtures}nginx.log`, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#')).slice(0, 4);
+    const nginxFile = join(mkdtempSync(join(tmpdir(), 'gk-tl-')), 'nginx.log');
+    writeFileSync(nginxFile, `${pairs.join('\n')}\n`);
+    const nginx = JSON.parse((await runCli(['test-log', nginxFile, '--json'])).stdout) as { byRule: Record<string, number>; countedByIp: Record<string, number> };
+    assert.deepEqual(nginx.byRule, { 'mailproxy.lookup-error': 2, 'mailproxy.auth-failed': 2 }, 'nginx.log is recognised by its name');
+    assert.deepEqual(nginx.countedByIp, { '203.0.113.120': 1, '203.0.113.121': 1 });
     const res = await runCli(['test-log', `${fixtures}mailbox-forged.log`, '--type', 'zimbra-mailbox', '--print-matched', '--print-missed']);
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /^log\.injection 203\.0\.113\.66 counted: /m);
