@@ -12,7 +12,7 @@ import type { LogRule, LogType } from './log-rules.js';
  *   account - authentication failed for U (no such account)  | security/sasl/PlainAuthenticator.authenticate | ` (no such account)`
  *   account - authorization failed for U (...)               | security/sasl/Authenticator.authorize         | ` (account not found)` / ` (authenticated user A has insufficient rights)`
  *   imap - authentication failed for [U] (R)                 | imap/ImapHandler.authenticate                 | `] (R)`
- *   SoapEngine - handler exception: authentication failed for [U], R | soap/SoapEngine (AuthFailedServiceException) | `], R`
+ *   SoapEngine - handler exception: authentication failed for [U], R | soap/SoapEngine (AuthFailedServiceException) | `]` or `], R`
  *   account|security - Error occurred during authentication: authentication failed for [U]. Reason: R.
  *                                                            | listeners/AuthListener, service/account/Auth  | `]. Reason: R.`
  *   security - Error occurred during authentication: account not found for [U]. oip=IP
@@ -59,7 +59,8 @@ const RAW_NAME_MESSAGES: readonly RawNameMessage[] = [
   { logger: 'security', prefix: 'Error occurred during authentication: authentication failed for [', ending: REASON_END },
   { logger: 'security', prefix: 'Error occurred during authentication: account not found for [', ending: /\]\. oip=[0-9A-Fa-f:.]{2,45}$/ },
   { logger: 'imap', prefix: 'authentication failed for [', ending: /\] \([^()\n]{0,512}\)$/ },
-  { logger: 'SoapEngine', prefix: 'handler exception: authentication failed for [', ending: /\], [^\n]{0,1024}$/ },
+  // SoapEngine.dispatchRequest: LOG.info("handler exception: %s%s", e.getMessage(), e.getReason(", %s")): the reason may be empty.
+  { logger: 'SoapEngine', prefix: 'handler exception: authentication failed for [', ending: /\](?:, [^\n]{0,1024})?$/ },
 ];
 const SASLAUTHD_END = /^auth_zimbra: \S[^\n]{0,512} auth (?:OK|failed: [^\n]{0,1024})$/;
 
