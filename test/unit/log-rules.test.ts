@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { LogDetector } from '../../src/detect/log-detector.js';
 import { parseContext } from '../../src/detect/log-line.js';
 import { LOG_RULES, type LogType } from '../../src/detect/log-rules.js';
@@ -100,5 +101,58 @@ describe('context block', () => {
   });
   it('rejects an unterminated block', () => {
     assert.equal(parseContext('ip=1.1.1.1', 0), null);
+  });
+});
+
+describe('forged lines (property)', () => {
+  const WRITER = '203.0.113.200';
+  // A torn line of every kind and log type, from the writer; Zimbra's head and context, the name cut short.
+  const torn: Array<{ type: LogType; line: string; ip: string | null }> = [
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [ImapSSLServer-8] [ip=${WRITER};cid=40;] account - authentication failed for x` },
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [Pop3SSLServer-8] [ip=192.168.20.50;oip=${WRITER};] account - authentication failed for x` },
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [ImapSSLServer-8] [name=a@b;ip=${WRITER};cid=40;] account - authorization failed for x` },
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [ImapSSLServer-8] [ip=${WRITER};cid=40;] imap - authentication failed for [x` },
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [qtp1-7:https://m/service/soap/] [oip=${WRITER};soapId=1;] SoapEngine - handler exception: authentication failed for [x` },
+    { type: 'zimbra-mailbox', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [qtp1-7:https://m/service/soap/] [oip=${WRITER};soapId=1;] account - Error occurred during authentication: authentication failed for [x` },
+    { type: 'zimbra-audit', ip: WRITER, line: `2024-03-01 12:00:00,000 INFO  [qtp1-7:https://m/service/soap/] [oip=${WRITER};soapId=1;] security - Error occurred during authentication: authentication failed for [x` },
+    { type: 'zimbra-audit', ip: null, line: '2024-03-01 12:00:00,000 INFO  [qtp1-7:http://127.0.0.1:7072/service/extension/nginx-lookup] [] security - Error occurred during authentication: account not found for [x' },
+    { type: 'syslog', ip: null, line: 'Mar 10 14:00:01 mx saslauthd[900]: auth_zimbra: x' },
+    { type: 'syslog', ip: WRITER, line: `Mar 10 14:00:02 mbx mailboxd: INFO  [ImapSSLServer-4] [ip=${WRITER};cid=90;] account - authentication failed for z` },
+    { type: 'zimbra-nginx', ip: WRITER, line: `2024/03/01 10:00:04 [error] 2101#0: *55 zm lookup: an error is returned by zimbra lookup handler: user not found:a, client: ${WRITER}:4000, server: 0.0.0.0:143, login: "a` },
+  ];
+  // Every genuine line the fixtures prove counted, of any type, with its address swapped for a victim's.
+  const genuine: string[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.log'))) {
+    const lines = readFileSync(new URL(file, dir), 'utf8').split('\n');
+    lines.forEach((l, i) => {
+      if (i > 0 && lines[i - 1]!.includes('"counted": true') && !lines[i - 1]!.includes('log.injection')) genuine.push(l);
+    });
+  }
+  const ipv4 = /\b(?:\d{1,3}\.){3}\d{1,3}\b/g;
+  const victim = fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 254 })).map(([a, b]) => `198.51.${a}.${b}`);
+  const forgedLine = fc.oneof(
+    fc.tuple(fc.constantFrom(...genuine), victim).map(([l, v]) => l.replace(ipv4, v)),
+    fc.string({ maxLength: 300 }).map((s) => s.replace(/\n/g, ' ')),
+  );
+
+  it('whatever a client writes after a torn line (up to 16 KiB) is never counted, in every log type; the writer is', () => {
+    assert.ok(genuine.length > 20, `only ${genuine.length} genuine lines found`);
+    fc.assert(
+      fc.property(fc.constantFrom(...torn), fc.array(forgedLine, { minLength: 1, maxLength: 8 }), (t, forged) => {
+        const detector = new LogDetector({ zimbraProxies: new CidrSet(['192.168.20.50']), forwarders: new CidrSet(['192.168.20.50']), configuredTypes: new Set([t.type]) });
+        const stream = new LogStream(detector, t.type);
+        const head = stream.feed(t.line);
+        assert.equal(head.kind, 'match');
+        if (head.kind !== 'match') return;
+        assert.equal(head.match.rule.id, 'log.injection');
+        assert.equal(head.match.ip, t.ip);
+        assert.equal(head.match.counted, t.ip !== null);
+        for (const f of forged) {
+          const r = stream.feed(f);
+          assert.equal(r.kind, 'forged', f);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
