@@ -62,7 +62,17 @@ const RAW_NAME_MESSAGES: readonly RawNameMessage[] = [
   // SoapEngine.dispatchRequest: LOG.info("handler exception: %s%s", e.getMessage(), e.getReason(", %s")): the reason may be empty.
   { logger: 'SoapEngine', prefix: 'handler exception: authentication failed for [', ending: /\](?:, [^\n]{0,1024})?$/ },
 ];
+const SASLAUTHD_ENDING = /\]$|auth OK$/;
+const NGINX_ENDING = /"$/;
+const KNOWN_ENDINGS = new Map<string, RegExp>([...RAW_NAME_MESSAGES.map((m) => m.ending), SASLAUTHD_ENDING, NGINX_ENDING].map((r) => [r.source, r]));
 const SASLAUTHD_END = /^auth_zimbra: \S[^\n]{0,512} auth (?:OK|failed: [^\n]{0,1024})$/;
+
+export interface StreamState {
+  readonly why: string;
+  readonly ending: string;
+  readonly endingSeen: boolean;
+  readonly bytes: number;
+}
 
 interface Quarantine {
   readonly why: string;
@@ -90,6 +100,20 @@ export class LogStream {
     private readonly windowBytes = FORGERY_WINDOW_BYTES,
   ) {}
 
+  /** What must survive a restart: an open quarantine (saved with the file position). */
+  saveState(): StreamState | null {
+    const q = this.quarantine;
+    return q ? { why: q.why, ending: q.ending.source, endingSeen: q.endingSeen, bytes: q.bytes } : null;
+  }
+
+  restoreState(state: StreamState | null | undefined): void {
+    if (!state || typeof state.why !== 'string' || typeof state.ending !== 'string' || typeof state.bytes !== 'number') return;
+    // Only endings this module wrote can come back (the state sits in the store; never a foreign pattern).
+    const ending = KNOWN_ENDINGS.get(state.ending);
+    if (!ending) return;
+    this.quarantine = { why: state.why.slice(0, 200), ending, endingSeen: state.endingSeen === true, bytes: state.bytes };
+  }
+
   feed(line: string): LineResult {
     const q = this.quarantine;
     if (q) {
@@ -105,7 +129,7 @@ export class LogStream {
     if (p?.format === 'syslog') {
       if (p.program === 'saslauthd' && p.message.startsWith('auth_zimbra: ') && !SASLAUTHD_END.test(p.message)) {
         // saslauthd has no client address: the torn line is recognised, nobody is counted.
-        this.quarantine = { why: 'after a torn saslauthd line', ending: /\]$|auth OK$/, endingSeen: false, bytes: 0 };
+        this.quarantine = { why: 'after a torn saslauthd line', ending: SASLAUTHD_ENDING, endingSeen: false, bytes: 0 };
         return this.injection(null, 'smtp');
       }
       if (p.program === 'mailboxd') {
@@ -144,12 +168,12 @@ export class LogStream {
     this.lookup = null;
     if (n && /, login: "/.test(line) && n.login === null && n.client !== null) {
       // A login field without its closing quote: the login held a newline.
-      this.quarantine = { why: 'after a torn nginx login', ending: /"$/, endingSeen: false, bytes: 0 };
+      this.quarantine = { why: 'after a torn nginx login', ending: NGINX_ENDING, endingSeen: false, bytes: 0 };
       return this.injection(n.client !== null ? nginxClientAddress(n.client) : null, 'mailproxy');
     }
     if (before && !(n && r.kind === 'match' && r.match.rule.id === 'mailproxy.auth-failed' && samePair(before.n, n))) {
       // The lookup-error line was not followed by its partner: this line was written by the client.
-      this.quarantine = { why: 'after a zm lookup line without its partner', ending: /"$/, endingSeen: false, bytes: line.length + 1 };
+      this.quarantine = { why: 'after a zm lookup line without its partner', ending: NGINX_ENDING, endingSeen: false, bytes: line.length + 1 };
       if (this.quarantine.ending.test(line)) this.quarantine.endingSeen = true;
       if (this.quarantine.endingSeen && this.quarantine.bytes >= this.windowBytes) this.quarantine = null;
       return { kind: 'forged', why: 'after a zm lookup line without its partner' };

@@ -1,6 +1,6 @@
 import type { LogSourceConfig } from '../config/schema.js';
 import type { LogDetector } from '../detect/log-detector.js';
-import { LogStream } from '../detect/log-stream.js';
+import { LogStream, type StreamState } from '../detect/log-stream.js';
 import { MAX_LINE_LENGTH } from '../detect/log-line.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
@@ -38,7 +38,12 @@ export class LogWatcher {
       let start: TailPosition | null = null;
       try {
         const raw = await this.state.getValue(positionKey(source.path));
-        if (raw) start = JSON.parse(raw) as TailPosition;
+        if (raw) {
+          const saved = JSON.parse(raw) as TailPosition & { stream?: StreamState | null };
+          start = saved;
+          // A torn line read before the stop still marks the lines after it as client-written.
+          stream.restoreState(saved.stream);
+        }
       } catch (err) {
         this.log.warn({ path: source.path, err: (err as Error).message }, 'log position not readable: starting at the end of the file');
       }
@@ -88,7 +93,7 @@ export class LogWatcher {
       }
     }
     try {
-      await this.state.setValue(positionKey(source.path), JSON.stringify(pos));
+      await this.state.setValue(positionKey(source.path), JSON.stringify({ ...pos, stream: stream.saveState() }));
     } catch {
       // The store is down: the position is saved with the next batch.
     }

@@ -253,6 +253,38 @@ describe('firewall agent through the compose mount layout', { skip }, () => {
   });
 });
 
+describe('forged lines across a restart', { skip }, () => {
+  it('a torn line read before a stop still marks the lines written after it (the quarantine is saved with the position)', async () => {
+    const redis = await startRedis();
+    const zimbra = await startFakeZimbra();
+    const dir = mkdtempSync(join(tmpdir(), 'gk-forged-restart-'));
+    const mailbox = join(dir, 'mailbox.log');
+    writeFileSync(mailbox, '');
+    const cfg = testConfig(zimbra.url, { redis: { url: redis.url }, logs: [{ path: mailbox, type: 'zimbra-mailbox' }] });
+    let gk = await startGatekeeper(cfg);
+    const r = redis.client();
+    try {
+      appendFileSync(mailbox, '2024-03-01 12:00:00,000 INFO  [ImapSSLServer-8] [ip=127.0.0.81;cid=40;] account - authentication failed for x\n');
+      await waitFor(async () => /gatekeeper_log_matches_total\{rule="log.injection",counted="true"\} 1/.test((await send('127.0.0.1', gk.url('api', '/metrics'))).body), 5000, 'the torn line read');
+      await gk.stop();
+      // The rest of the client's name, written after the stop: three lines naming 127.0.0.82.
+      for (let n = 0; n < 3; n++) appendFileSync(mailbox, `2024-03-01 12:00:00,00${n} INFO  [ImapSSLServer-9] [ip=127.0.0.82;cid=5${n};] account - authentication failed for v${n} (no such account)\n`);
+      gk = await startGatekeeper(cfg);
+      appendFileSync(mailbox, filler('zimbra'));
+      for (let n = 0; n < 3; n++) appendFileSync(mailbox, `2024-03-01 14:00:0${n},000 INFO  [Pop3SSLServer-2] [ip=127.0.0.83;] account - authentication failed for nobody${n} (no such account)\n`);
+      await waitFor(() => r.get('gk:ban:127.0.0.83'), 10_000, 'the genuine attacker after the window banned');
+      assert.equal(await r.get('gk:ban:127.0.0.82'), null, 'lines written by the client are not counted after a restart either');
+      const st = JSON.parse((await runCli(['status', '127.0.0.82', '--json', '--api', gk.url('api', '')])).stdout) as { failures: number };
+      assert.equal(st.failures, 0);
+    } finally {
+      await closeAgents();
+      await gk.stop();
+      await zimbra.close();
+      await redis.stop();
+    }
+  });
+});
+
 const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname;
 function runCliStdin(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
