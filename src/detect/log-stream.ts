@@ -166,17 +166,18 @@ export class LogStream {
   private nginx(line: string, r: LineResult, n: NginxLine | null): LineResult {
     const before = this.lookup;
     this.lookup = null;
-    if (n && /, login: "/.test(line) && n.login === null && n.client !== null) {
-      // A login field without its closing quote: the login held a newline.
-      this.quarantine = { why: 'after a torn nginx login', ending: NGINX_ENDING, endingSeen: false, bytes: 0 };
-      return this.injection(n.client !== null ? nginxClientAddress(n.client) : null, 'mailproxy');
-    }
     if (before && !(n && r.kind === 'match' && r.match.rule.id === 'mailproxy.auth-failed' && samePair(before.n, n))) {
-      // The lookup-error line was not followed by its partner: this line was written by the client.
+      // The lookup-error line was not followed by its partner: this line was written by the client (checked
+      // first: a torn-looking line here is the client's too, and must not make its `client:` the writer).
       this.quarantine = { why: 'after a zm lookup line without its partner', ending: NGINX_ENDING, endingSeen: false, bytes: line.length + 1 };
       if (this.quarantine.ending.test(line)) this.quarantine.endingSeen = true;
       if (this.quarantine.endingSeen && this.quarantine.bytes >= this.windowBytes) this.quarantine = null;
       return { kind: 'forged', why: 'after a zm lookup line without its partner' };
+    }
+    if (n && /, login: "/.test(line) && n.login === null && n.client !== null) {
+      // A login field without its closing quote: the login held a newline.
+      this.quarantine = { why: 'after a torn nginx login', ending: NGINX_ENDING, endingSeen: false, bytes: 0 };
+      return this.injection(n.client !== null ? nginxClientAddress(n.client) : null, 'mailproxy');
     }
     if (r.kind !== 'match') return r;
     if (r.match.rule.id === 'mailproxy.lookup-error' && n) {
