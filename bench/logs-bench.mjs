@@ -1,29 +1,48 @@
 #!/usr/bin/env node
 // Log parser speed, side by side in one run on the same file:
-//   gatekeeper test-log  vs  fail2ban-regex (Debian `fail2ban`, postfix filter, mode auth)  vs  grep -c
-// Usage: npm run bench:logs [-- --lines 1000000 --runs 3]
+//   gatekeeper test-log (this build)  vs  the build before forged-line handling (git archive of --old,
+//   compiled into a temporary directory)  vs  fail2ban-regex (Debian `fail2ban`, postfix filter, mode auth)  vs  grep -c
+// Usage: npm run bench:logs [-- --lines 1000000 --runs 3 --old <git rev>]
+// --old defaults to the parent of the commit that added src/detect/log-stream.ts; `--old none` skips it.
 // Prints a table of medians and the ratios; absolute times on shared machines are noisy, ratios less so.
-import { spawnSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { lines: { type: 'string', default: '1000000' }, runs: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { lines: { type: 'string', default: '1000000' }, runs: { type: 'string', default: '3' }, old: { type: 'string' } } });
 const LINES = Number(values.lines);
 const RUNS = Number(values.runs);
 const dir = mkdtempSync(join(tmpdir(), 'gk-bench-logs-'));
 const file = join(dir, 'zimbra.log');
 
-// A mixed Zimbra /var/log/zimbra.log: ~5% SASL failures (several postfix variants), the rest ordinary traffic.
+// A mixed Zimbra /var/log/zimbra.log: ~5% SASL failures (several postfix variants), the rest ordinary traffic,
+// and every 100,000 lines an injection: a torn saslauthd line (an SMTP AUTH name with a newline, syslog not
+// escaping) followed by a forged postfix failure naming 198.51.100.99, then 200 lines without failures (more
+// than the 16 KiB after a torn line that are taken as client-written, so the genuine count stays exact).
 async function generate() {
   const out = createWriteStream(file);
   const months = ['Jan', 'Feb', 'Mar'];
   let failures = 0;
+  let forged = 0;
+  let calm = 0;
   for (let i = 0; i < LINES; i++) {
+    if (i % 100000 === 50000) {
+      forged++;
+      calm = 200;
+      const injected = `Mar  1 00:00:00 mx saslauthd[900]: auth_zimbra: x${i}\nMar  1 00:00:00 mx postfix/smtpd[1]: warning: unknown[198.51.100.99]: SASL LOGIN authentication failed: authentication failure auth failed: authentication failed for [x${i}]\n`;
+      if (!out.write(injected)) await new Promise((r) => out.once('drain', r));
+      i++;
+      continue;
+    }
     const ts = `${months[i % 3]} ${String(1 + (i % 28)).padStart(2, ' ')} ${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:${String((i * 7) % 60).padStart(2, '0')}`;
     const ip = `203.0.${(i >> 8) & 255}.${i & 255}`;
-    const r = i % 100;
+    let r = i % 100;
+    if (calm > 0) {
+      calm--;
+      if (r < 5) r = 50;
+    }
     let line;
     if (r < 5) {
       failures++;
@@ -40,7 +59,29 @@ async function generate() {
     if (!out.write(`${line}\n`)) await new Promise((r) => out.once('drain', r));
   }
   await new Promise((r) => out.end(r));
-  return failures;
+  return { failures, forged };
+}
+
+// The build before forged-line handling, from git, compiled into a temporary directory beside this one's
+// node_modules (symlinked). Returns the path of its CLI, or null.
+function buildOld(rev) {
+  if (rev === 'none') return null;
+  try {
+    const target = rev ?? `${execFileSync('git', ['log', '--diff-filter=A', '--format=%H', '--', 'src/detect/log-stream.ts'], { encoding: 'utf8' }).trim().split('\n').pop()}~1`;
+    if (target === '~1') return null;
+    const oldDir = join(dir, 'old');
+    execFileSync('mkdir', ['-p', oldDir]);
+    const tar = execFileSync('git', ['archive', '--format=tar', target, 'src', 'tsconfig.json', 'package.json'], { maxBuffer: 256 * 1024 * 1024 });
+    execFileSync('tar', ['-x', '-C', oldDir], { input: tar });
+    symlinkSync(join(process.cwd(), 'node_modules'), join(oldDir, 'node_modules'));
+    // Only src/ is compiled (the old tsconfig may include test/: absent here, so restrict it).
+    execFileSync(process.execPath, [join(process.cwd(), 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--outDir', 'dist/src', '--rootDir', 'src'], { cwd: oldDir, stdio: 'inherit' });
+    console.log(`# old build: ${execFileSync('git', ['log', '-1', '--format=%h %s', target], { encoding: 'utf8' }).trim().slice(0, 100)}`);
+    return join(oldDir, 'dist/src/cli/main.js');
+  } catch (err) {
+    console.log(`# old build not available (${err.message.split('\n')[0]}): skipped`);
+    return null;
+  }
 }
 
 function time(cmd, args) {
@@ -54,19 +95,17 @@ function time(cmd, args) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const have = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 
-const expected = await generate();
+const { failures: expected, forged } = await generate();
 const size = statSync(file).size;
-console.log(`# ${LINES} lines (${(size / 1048576).toFixed(1)} MiB), ${expected} SASL failures (${((expected / LINES) * 100).toFixed(1)}%), ${RUNS} runs each`);
+console.log(`# ${LINES} lines (${(size / 1048576).toFixed(1)} MiB), ${expected} SASL failures (${((expected / LINES) * 100).toFixed(1)}%) + ${forged} forged ones, ${RUNS} runs each`);
+const oldCli = buildOld(values.old);
 
-const contenders = [
-  {
-    name: 'gatekeeper test-log',
-    run: () => {
-      const r = time(process.execPath, ['dist/src/cli/main.js', 'test-log', file, '--type', 'syslog', '--json']);
-      return { s: r.s, matched: JSON.parse(r.out).byRule['smtp.sasl-failed'] ?? 0 };
-    },
-  },
-];
+const testLogRun = (cli) => () => {
+  const r = time(process.execPath, [cli, 'test-log', file, '--type', 'syslog', '--json']);
+  return { s: r.s, matched: JSON.parse(r.out).byRule['smtp.sasl-failed'] ?? 0 };
+};
+const contenders = [{ name: 'gatekeeper test-log (forged-line handling on)', run: testLogRun('dist/src/cli/main.js') }];
+if (oldCli) contenders.push({ name: 'gatekeeper test-log, build before it', run: testLogRun(oldCli) });
 if (have('fail2ban-regex')) {
   contenders.push({
     name: 'fail2ban-regex (postfix, mode=auth)',
@@ -87,17 +126,17 @@ contenders.push({
   },
 });
 
-const results = [];
-for (const c of contenders) {
-  const times = [];
-  let matched = 0;
-  for (let i = 0; i < RUNS; i++) {
+// Rounds interleave the contenders, so that a noisy moment on the shared machine hits all of them.
+const times = contenders.map(() => []);
+const matchedBy = contenders.map(() => 0);
+for (let i = 0; i < RUNS; i++) {
+  contenders.forEach((c, k) => {
     const r = c.run();
-    times.push(r.s);
-    matched = r.matched;
-  }
-  results.push({ name: c.name, median: median(times), min: Math.min(...times), max: Math.max(...times), matched });
+    times[k].push(r.s);
+    matchedBy[k] = r.matched;
+  });
 }
+const results = contenders.map((c, k) => ({ name: c.name, median: median(times[k]), min: Math.min(...times[k]), max: Math.max(...times[k]), matched: matchedBy[k] }));
 rmSync(dir, { recursive: true, force: true });
 
 const gk = results[0];
@@ -113,7 +152,9 @@ for (const r of results.slice(1)) {
 }
 const f2b = results.find((r) => r.name.startsWith('fail2ban'));
 if (gk.matched !== expected) {
-  console.log(`WARNING: gatekeeper matched ${gk.matched}, expected ${expected}`);
+  console.log(`WARNING: gatekeeper matched ${gk.matched}, expected ${expected} (the ${forged} forged lines must not match)`);
   process.exitCode = 1;
 }
+const old = results.find((r) => r.name.includes('build before'));
+if (old) console.log(`the build before forged-line handling matched ${old.matched} (the ${forged} forged lines included when ${expected + forged})`);
 if (f2b && f2b.median / gk.median < 20) console.log('target not met: at least 20x fail2ban-regex');

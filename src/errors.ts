@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   GK_ERR_FIREWALL: 'a firewall command failed; bans still hold in the proxy and are retried',
   GK_ERR_USAGE: 'the command line is not understood',
   GK_ERR_RANGE_BANNED: 'the address is not banned by itself but by a network ban covering it: nothing was lifted (unban --split carves it out)',
+  GK_ERR_LOG_UNKNOWN_PROXY: 'IMAP/POP3 log lines arrive through a zimbra-proxy that is not in zimbraProxies: they are not counted (add it)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -485,6 +485,7 @@ export async function startGatekeeper(loaded: LoadedConfig, log: Logger, clock: 
       upstreams: upstreamHealth,
       firewall: fw ?? { backend: 'none' },
       activeBans: enforcer.cache.size,
+      ...(watcher ? { logs: watcher.health() } : {}),
     };
   };
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { loadConfig, maskedConfig, type LoadedConfig } from '../config/load.js';
+import { loadConfig, loadRunnableConfig, maskedConfig, type LoadedConfig } from '../config/load.js';
 import { GatekeeperError, isGatekeeperError } from '../errors.js';
 import { readFileSync } from 'node:fs';
-import { printReport, testLog } from './test-log.js';
+import { printReport, printUnknownProxies, testLog } from './test-log.js';
 import { LOG_TYPES, type LogType } from '../detect/log-rules.js';
 import { API_COMMANDS, runApiCommand } from './api-commands.js';
 import { completionScript } from './completion.js';
@@ -109,6 +109,8 @@ export async function main(argv: string[]): Promise<number> {
         type: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
+        'print-missed': { type: 'boolean' },
+        'print-matched': { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -152,9 +154,9 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(completionScript(args[0]));
         return 0;
       case 'run':
-        return await run(loadConfig({ file: values.config }));
+        return await run(loadRunnableConfig({ file: values.config }));
       case 'check-config': {
-        const loaded = loadConfig({ file: values.config });
+        const loaded = loadRunnableConfig({ file: values.config });
         for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(`${JSON.stringify({ file: loaded.file, config: maskedConfig(loaded.config) }, null, 2)}\n`);
         return 0;
@@ -166,10 +168,11 @@ export async function main(argv: string[]): Promise<number> {
           throw new GatekeeperError('GK_ERR_USAGE', `--type ${type} is not one of auto, ${LOG_TYPES.join(', ')}`);
         }
         const { config } = loadConfig({ file: values.config });
-        const report = await testLog(args, type as LogType | 'auto', config);
+        const report = await testLog(args, type as LogType | 'auto', config, { printMissed: values['print-missed'] === true, printMatched: values['print-matched'] === true });
         if (values.json) {
-          const { lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond } = report;
-          process.stdout.write(`${JSON.stringify({ lines, failures, successes, counted, unmatched, skipped, byRule, byIp, linesPerSecond })}\n`);
+          const { files: _f, seconds: _s, ...summary } = report;
+          process.stdout.write(`${JSON.stringify(summary)}\n`);
+          printUnknownProxies(report);
         } else {
           printReport(report);
         }

@@ -73,9 +73,9 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
   },
   reload: { synopsis: 'reload', summary: 're-read the config file in the running gatekeeper (like SIGHUP)', options: [...API] },
   'test-log': {
-    synopsis: 'test-log FILE... [--type TYPE|auto] [--json]',
-    summary: 'run log files through the log rules offline (like fail2ban-regex)',
-    options: ['--config', '--json', '--type'],
+    synopsis: 'test-log FILE...|- [--type TYPE|auto] [--json] [--print-missed] [--print-matched]',
+    summary: 'run log files (or standard input: -) through the log rules offline (like fail2ban-regex)',
+    options: ['--config', '--json', '--type', '--print-missed', '--print-matched'],
     completes: 'file',
   },
   help: { synopsis: 'help [COMMAND]', summary: 'this text, or the help of one command', options: [], completes: 'command' },

@@ -263,14 +263,32 @@ function checkSemantics(config: Config, problems: string[], warnings: string[]):
   for (const ip of config.zimbraProxies) {
     if (!normalizeIp(ip)) problems.push(`zimbraProxies: ${JSON.stringify(ip)} is not an IP address`);
   }
+  if (config.mode === 'shadow') {
+    warnings.push('mode is shadow: failures are detected and counted, but nothing is blocked');
+  }
+}
+
+/**
+ * Problems that stop `gatekeeper run` (and `check-config`) but not the commands that only talk to a
+ * running gatekeeper: those read the config for the API's address, often from a shell that has only
+ * part of the deployment's environment.
+ */
+export function runProblems(config: Config): string[] {
+  const problems: string[] = [];
   const workers = config.proxy.workers === 'auto' ? availableParallelism() : config.proxy.workers;
   if (workers > 1 && !config.redis) {
     problems.push(`proxy.workers: ${JSON.stringify(config.proxy.workers)} needs redis: worker processes share counters, bans and logins in flight through the store, and the embedded in-memory store is one per process (set redis, or proxy.workers: 1)`);
   }
   if (workers > 64) problems.push(`proxy.workers: ${workers} is more than 64 processes`);
-  if (config.mode === 'shadow') {
-    warnings.push('mode is shadow: failures are detected and counted, but nothing is blocked');
-  }
+  return problems;
+}
+
+/** Loads the config for `run` and `check-config`: runProblems are errors too. */
+export function loadRunnableConfig(options: LoadOptions = {}): LoadedConfig {
+  const loaded = loadConfig(options);
+  const problems = runProblems(loaded.config);
+  if (problems.length > 0) throw new GatekeeperError('GK_ERR_CONFIG_INVALID', `invalid configuration${loaded.file ? ` in ${loaded.file}` : ''}`, problems);
+  return loaded;
 }
 
 /** A Redis URL with its password masked (`redis://user:***@host`). */

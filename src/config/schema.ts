@@ -43,7 +43,7 @@ const listener = z.strictObject({
 
 const logSource = z.strictObject({
   path: z.string().min(1), //                                                 file to follow (tail -F semantics)
-  type: z.enum(['zimbra-audit', 'zimbra-mailbox', 'syslog'], { error: 'is not one of zimbra-audit, zimbra-mailbox, syslog' }),
+  type: z.enum(['zimbra-audit', 'zimbra-mailbox', 'syslog', 'zimbra-nginx'], { error: 'is not one of zimbra-audit, zimbra-mailbox, syslog, zimbra-nginx' }),
 });
 
 export const configSchema = z.strictObject({

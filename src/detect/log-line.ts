@@ -102,3 +102,59 @@ export function parseSyslogLine(line: string): SyslogLine | null {
   if (!m) return null;
   return { program: m[1]!, message: line.slice(m[0].length) };
 }
+
+export interface NginxLine {
+  readonly pid: string;
+  /** `*N` connection number, '' when the line has none. */
+  readonly connection: string;
+  readonly level: string;
+  /** Message text before nginx's mail context (` while ...` included). */
+  readonly message: string;
+  /** `client:` value (address, with `:port` appended by Zimbra's patch), or null when absent or ambiguous. */
+  readonly client: string | null;
+  /** `login:` value as nginx wrote it (raw client bytes), or null. */
+  readonly login: string | null;
+}
+
+/*
+ * zimbra-proxy's nginx.log: `2024/03/01 10:00:00 [error] 1234#0: *5 MESSAGE, client: IP:port, server: ADDR, login: "U"`
+ * (stock ngx_log_error_core head; mail context from ngx_mail_log_error as patched in Zimbra/packages
+ * nginx_src_mail_ngx_mail_handler.patch). The message and the login are raw client text, so the context
+ * is read only when `, client: ` occurs exactly once: a second one is client-written and the address
+ * cannot be told apart, so there is none (never a guess).
+ */
+const NGINX_HEAD = /^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[(\w{1,8})\] (\d{1,10})#\d{1,10}: (?:\*(\d{1,20}) )?/;
+const NGINX_CTX = /^, client: ([0-9A-Fa-f:.]{2,53}), server: [^\s,]{1,128}(?:, login: "([^\n]*)")?/;
+
+export function parseNginxLine(line: string): NginxLine | null {
+  const head = NGINX_HEAD.exec(line);
+  if (!head) return null;
+  const rest = line.slice(head[0].length);
+  const at = rest.indexOf(', client: ');
+  let client: string | null = null;
+  let login: string | null = null;
+  let message = rest;
+  if (at !== -1) {
+    message = rest.slice(0, at);
+    if (rest.indexOf(', client: ', at + 1) === -1) {
+      const ctx = NGINX_CTX.exec(rest.slice(at));
+      if (ctx) {
+        client = ctx[1]!;
+        login = ctx[2] ?? null;
+      }
+    }
+  }
+  return { level: head[1]!, pid: head[2]!, connection: head[3] ?? '', message, client, login };
+}
+
+/**
+ * The address in nginx's `client:` value. Zimbra's patch appends `:port`; for IPv4 it is split off. An IPv6
+ * address with a port appended cannot be told from one without (`2001:db8::1:1234`): none is returned.
+ */
+export function nginxClientAddress(client: string): string | null {
+  if (client.includes('.')) {
+    const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?::\d{1,5})?$/.exec(client);
+    return m ? m[1]! : null;
+  }
+  return null;
+}

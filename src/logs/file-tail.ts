@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fsp, watch, type FSWatcher, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
@@ -6,7 +7,13 @@ export interface TailPosition {
   readonly dev: number;
   readonly ino: number;
   readonly pos: number;
+  /** Identity of the file's content: sha256 of its first `headLength` bytes (absent in positions saved by older versions). */
+  readonly head?: string;
+  readonly headLength?: number;
 }
+
+/** How many bytes of a file's start identify its content (fail2ban keeps a hash of the first line for this). */
+export const HEAD_BYTES = 256;
 
 export interface FileTailOptions {
   readonly path: string;
@@ -24,10 +31,14 @@ export interface FileTailOptions {
 
 const CHUNK = 64 * 1024;
 
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
 /**
  * `tail -F` for one file, by polling (inotify misses renames on some file systems and in containers):
  * follows appends; on rename-rotation finishes the old file, then reads the new one from its start;
- * on truncation (copytruncate) starts over at 0; waits for a file that does not exist yet or was
+ * on truncation (copytruncate) starts over at 0, seen by size OR by the file's first bytes no longer
+ * being the ones read (a truncate followed at once by more writes than were there before leaves a larger
+ * file: size alone misses it); waits for a file that does not exist yet or was
  * deleted; resumes from a saved position, including the rest of a file rotated while it was stopped.
  */
 export class FileTail {
@@ -44,6 +55,8 @@ export class FileTail {
   private stopped = false;
   private firstOpen = true;
   private watcher: FSWatcher | null = null;
+  /** The current file's first bytes as read (up to HEAD_BYTES): its identity, checked on every look. */
+  private head: Buffer = Buffer.alloc(0);
 
   constructor(private readonly o: FileTailOptions) {}
 
@@ -130,7 +143,34 @@ export class FileTail {
       this.firstOpen = false;
       return;
     }
-    await this.open(st, saved && st.dev === saved.dev && st.ino === saved.ino ? (st.size >= saved.pos ? saved.pos : 0) : undefined);
+    const same = saved !== null && st.dev === saved.dev && st.ino === saved.ino;
+    await this.open(st, same ? (st.size >= saved.pos ? saved.pos : 0) : undefined);
+    if (same && saved.head !== undefined && saved.headLength !== undefined && this.pos > 0) {
+      // The saved identity: the file must still start with the bytes read before the stop.
+      const buf = await this.readHead(saved.headLength);
+      if (buf.length === saved.headLength && sha256(buf) === saved.head) this.head = buf;
+      else this.restartAtZero();
+    }
+  }
+
+  private async readHead(length: number): Promise<Buffer> {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await this.fd!.read(buf, 0, length, 0);
+    return buf.subarray(0, bytesRead);
+  }
+
+  /** Whether the file still starts with the bytes it started with when they were read. */
+  private async headSame(): Promise<boolean> {
+    if (!this.fd || this.head.length === 0 || this.pos === 0) return true;
+    return (await this.readHead(this.head.length)).equals(this.head);
+  }
+
+  private restartAtZero(): void {
+    this.pos = 0;
+    this.head = Buffer.alloc(0);
+    this.partial = [];
+    this.partialLength = 0;
+    this.dropping = false;
   }
 
   private async findRotated(saved: TailPosition): Promise<string | null> {
@@ -161,6 +201,8 @@ export class FileTail {
     this.ident = { dev: real.dev, ino: real.ino };
     this.pos = at ?? (this.firstOpen && real.ino === st.ino ? real.size : 0);
     this.firstOpen = false;
+    // Starting past the beginning (first run at the end, or a saved position): take the head as it is now.
+    this.head = this.pos > 0 ? await this.readHead(Math.min(HEAD_BYTES, this.pos)) : Buffer.alloc(0);
     this.partial = [];
     this.partialLength = 0;
     this.dropping = false;
@@ -179,12 +221,10 @@ export class FileTail {
         this.ident = null;
         if (st) await this.open(st, 0);
         else return;
-      } else if (st.size < this.pos) {
-        // Truncated in place (copytruncate): the new content starts at 0.
-        this.pos = 0;
-        this.partial = [];
-        this.partialLength = 0;
-        this.dropping = false;
+      } else if (st.size < this.pos || !(await this.headSame())) {
+        // Truncated in place (copytruncate): the new content starts at 0. Seen by size when the file is
+        // smaller than what was read, by its first bytes when new writes already made it as large again.
+        this.restartAtZero();
       }
       await this.readToEnd();
       return;
@@ -202,10 +242,14 @@ export class FileTail {
     for (;;) {
       const { bytesRead } = await fd.read(buf, 0, CHUNK, this.pos);
       if (bytesRead === 0) return;
+      if (this.head.length < HEAD_BYTES && this.pos === this.head.length) {
+        this.head = Buffer.concat([this.head, buf.subarray(0, Math.min(bytesRead, HEAD_BYTES - this.head.length))]);
+      }
       this.pos += bytesRead;
       const lines = this.split(buf.subarray(0, bytesRead));
       if (lines.length > 0) {
-        await this.o.onLines(lines, { dev: this.ident.dev, ino: this.ident.ino, pos: this.pos - this.partialLength });
+        const head = this.head.length > 0 ? { head: sha256(this.head), headLength: this.head.length } : {};
+        await this.o.onLines(lines, { dev: this.ident.dev, ino: this.ident.ino, pos: this.pos - this.partialLength, ...head });
       }
     }
   }

@@ -1,5 +1,6 @@
 import type { LogSourceConfig } from '../config/schema.js';
 import type { LogDetector } from '../detect/log-detector.js';
+import { LogStream, type StreamState } from '../detect/log-stream.js';
 import { MAX_LINE_LENGTH } from '../detect/log-line.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
@@ -16,6 +17,10 @@ const positionKey = (path: string): string => `pos:${path}`;
  */
 export class LogWatcher {
   private readonly tails: FileTail[] = [];
+  /** Unconfigured zimbra-proxy addresses already warned about (bounded like the detector's set). */
+  private readonly warnedProxies = new Set<string>();
+  /** The last unconfigured proxy seen (for /healthz-style reports), null when none. */
+  unknownProxy: { address: string; lines: number } | null = null;
 
   constructor(
     private readonly sources: readonly LogSourceConfig[],
@@ -29,10 +34,16 @@ export class LogWatcher {
 
   async start(): Promise<void> {
     for (const source of this.sources) {
+      const stream = new LogStream(this.detector, source.type);
       let start: TailPosition | null = null;
       try {
         const raw = await this.state.getValue(positionKey(source.path));
-        if (raw) start = JSON.parse(raw) as TailPosition;
+        if (raw) {
+          const saved = JSON.parse(raw) as TailPosition & { stream?: StreamState | null };
+          start = saved;
+          // A torn line read before the stop still marks the lines after it as client-written.
+          stream.restoreState(saved.stream);
+        }
       } catch (err) {
         this.log.warn({ path: source.path, err: (err as Error).message }, 'log position not readable: starting at the end of the file');
       }
@@ -41,7 +52,7 @@ export class LogWatcher {
         pollMs: this.pollMs,
         start,
         maxLineLength: MAX_LINE_LENGTH,
-        onLines: (lines, pos) => this.handle(source, lines, pos),
+        onLines: (lines, pos) => this.handle(source, stream, lines, pos),
         onOversize: () => this.metrics.logLines.inc({ type: source.type, result: 'oversize' }),
         onError: (err) => {
           this.metrics.logErrors.inc({ type: source.type });
@@ -54,10 +65,14 @@ export class LogWatcher {
     }
   }
 
-  private async handle(source: LogSourceConfig, lines: string[], pos: TailPosition): Promise<void> {
+  private async handle(source: LogSourceConfig, stream: LogStream, lines: string[], pos: TailPosition): Promise<void> {
     for (const line of lines) {
       if (line === '') continue;
-      const r = this.detector.detect(line, source.type);
+      const r = stream.feed(line);
+      if (r.kind === 'forged') {
+        this.metrics.logLines.inc({ type: source.type, result: 'forged' });
+        continue;
+      }
       if (r.kind === 'skipped') {
         this.metrics.logLines.inc({ type: source.type, result: 'skipped' });
         continue;
@@ -67,6 +82,7 @@ export class LogWatcher {
         continue;
       }
       this.metrics.logLines.inc({ type: source.type, result: 'matched' });
+      if (r.match.unknownProxy) this.noteUnknownProxy(source, r.match.unknownProxy);
       this.metrics.logMatches.inc({ rule: r.match.rule.id, counted: String(r.match.counted) });
       if (r.match.event) {
         try {
@@ -77,10 +93,28 @@ export class LogWatcher {
       }
     }
     try {
-      await this.state.setValue(positionKey(source.path), JSON.stringify(pos));
+      await this.state.setValue(positionKey(source.path), JSON.stringify({ ...pos, stream: stream.saveState() }));
     } catch {
       // The store is down: the position is saved with the next batch.
     }
+  }
+
+  private noteUnknownProxy(source: LogSourceConfig, address: string): void {
+    this.metrics.logLines.inc({ type: source.type, result: 'unknown-proxy' });
+    this.unknownProxy = { address, lines: (this.unknownProxy?.address === address ? this.unknownProxy.lines : 0) + 1 };
+    if (this.warnedProxies.has(address) || this.warnedProxies.size >= 256) return;
+    this.warnedProxies.add(address);
+    this.log.warn(
+      { code: 'GK_ERR_LOG_UNKNOWN_PROXY', path: source.path, proxy: address },
+      `log lines arrive through zimbra-proxy ${address}, which is not in zimbraProxies: neither it nor the oip= it reports is counted; add it to zimbraProxies`,
+    );
+  }
+
+  /** For /healthz: a warning when lines come through a zimbra-proxy that is not configured. */
+  health(): { files: number; warning?: string } {
+    const u = this.unknownProxy;
+    if (!u) return { files: this.sources.length };
+    return { files: this.sources.length, warning: `GK_ERR_LOG_UNKNOWN_PROXY: ${u.lines} lines came through zimbra-proxy ${u.address}, which is not in zimbraProxies: they are not counted` };
   }
 
   /** Reads what is there now in every file (tests, shutdown). */

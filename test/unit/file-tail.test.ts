@@ -72,6 +72,52 @@ describe('FileTail (real files)', () => {
     await h.tail.stop();
   });
 
+  it('copytruncate followed at once by more than the old size (before the tailer looks): the file head tells, every new line read from its start', async () => {
+    const p = join(tmp(), 'a.log');
+    writeFileSync(p, '');
+    const h = harness(p);
+    await h.tail.start();
+    appendFileSync(p, 'x1\nx2\nx3\n');
+    await h.tail.poll();
+    // Synchronous: no tick (timer or inotify) can run between the truncation and the writes.
+    truncateSync(p, 0);
+    appendFileSync(p, 'y1 longer than before\ny2\ny3\n');
+    await h.tail.poll();
+    assert.deepEqual(h.lines, ['x1', 'x2', 'x3', 'y1 longer than before', 'y2', 'y3']);
+    // Exactly the old size too.
+    truncateSync(p, 0);
+    appendFileSync(p, 'z1 longer than before\nz2\nz3\n'); // same length as the y lines
+    await h.tail.poll();
+    assert.deepEqual(h.lines.slice(6), ['z1 longer than before', 'z2', 'z3']);
+    await h.tail.stop();
+  });
+
+  it('a file truncated and rewritten larger while the tailer was stopped is read from its start (saved head identity)', async () => {
+    const p = join(tmp(), 'a.log');
+    writeFileSync(p, '');
+    const h = harness(p);
+    await h.tail.start();
+    appendFileSync(p, 'x1\nx2\n');
+    await h.tail.poll();
+    await h.tail.stop();
+    const saved = h.position()!;
+    assert.ok(saved.head && saved.headLength === 6, JSON.stringify(saved));
+    truncateSync(p, 0);
+    appendFileSync(p, 'y1\ny2\ny3\n');
+    const h2 = harness(p, saved);
+    await h2.tail.start();
+    await h2.tail.poll();
+    assert.deepEqual(h2.lines, ['y1', 'y2', 'y3']);
+    await h2.tail.stop();
+    // Unchanged head: resumes where it stopped.
+    appendFileSync(p, 'y4\n');
+    const h3 = harness(p, h2.position());
+    await h3.tail.start();
+    await h3.tail.poll();
+    assert.deepEqual(h3.lines, ['y4']);
+    await h3.tail.stop();
+  });
+
   it('survives deletion and re-creation, and a file that does not exist yet', async () => {
     const p = join(tmp(), 'late.log');
     const h = harness(p);
