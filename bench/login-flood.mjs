@@ -202,7 +202,7 @@ if (withF2b) {
 }
 
 console.log(`# login flood: ${N} addresses x 4 wrong SOAP logins, each on a new connection, ${CONC} addresses at a time; ${new Date().toISOString()}`);
-console.log('| contender | logins judged/s | server CPU µs/login (per worker) | Redis commands/login | most guesses reaching Zimbra from one address | benign p99 quiet → during flood (ms) |');
+console.log('| contender | logins judged/s | server CPU µs/login, all processes (÷ workers) | Redis commands/login | most guesses reaching Zimbra from one address | benign p99 quiet → during flood (ms) |');
 console.log('| --- | ---: | ---: | ---: | ---: | --- |');
 for (const [name, r, w] of rows) console.log(`| ${name} | ${r.perSec.toFixed(0)} | ${(r.cpuPerLogin).toFixed(0)} (${(r.cpuPerLogin / w).toFixed(0)}) | ${r.redisPerLogin.toFixed(1)} | ${r.maxPerAddress} | ${r.quietP99.toFixed(1)} → ${r.floodP99.toFixed(1)} |`);
 const ceil = rows.at(-1)[1].perSec;

@@ -41,7 +41,7 @@ async function run(loaded: LoadedConfig): Promise<number> {
   const { createLogger } = await import('../obs/logger.js');
   const log = createLogger(loaded.config.log.level);
   // proxy.workers > 1: a primary and its worker processes (src/cluster/supervisor.ts).
-  const { workerCount, runPrimary, runWorker } = await import('../cluster/supervisor.js');
+  const { workerCount, runPrimary, runWorker, serveUntilSignal } = await import('../cluster/supervisor.js');
   const { default: cluster } = await import('node:cluster');
   if (cluster.isWorker) return runWorker(loaded, log);
   if (workerCount(loaded.config) > 1) return runPrimary(loaded, log);
@@ -49,26 +49,9 @@ async function run(loaded: LoadedConfig): Promise<number> {
   const { startGatekeeper } = await import('../main.js');
   const gk = await startGatekeeper(loaded, log);
   log.info({ config: loaded.file ?? '(defaults and environment)', mode: loaded.config.mode, store: loaded.config.redis ? 'redis' : 'memory' }, 'gatekeeper running');
-  return new Promise((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
-      gk.close().then(
-        () => resolve(0),
-        (err: Error) => {
-          log.error({ err: err.message }, 'error during shutdown');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP: reloading the configuration');
-      void gk.reload();
-    });
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  return serveUntilSignal(log, () => void gk.reload(), async (signal) => {
+    log.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
+    await gk.close();
   });
 }
 

@@ -25,6 +25,33 @@ type ToPrimary =
   | { gk: 'metrics'; id: number; data: MetricObjectWithValues<MetricValue<string>>[] }
   | { gk: 'activity'; items: Array<[service: string, ip: string, account: string | null, n: number]> };
 
+/**
+ * Serves until SIGTERM or SIGINT, then runs `shutdown` once and resolves with the exit code (0, or 1
+ * when the shutdown failed); SIGHUP calls `reload`. For the single process and for the primary.
+ */
+export function serveUntilSignal(log: Logger, reload: () => void, shutdown: (signal: string) => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      shutdown(signal).then(
+        () => resolve(0),
+        (err: Error) => {
+          log.error({ err: err.message }, 'error during shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: reloading the configuration');
+      reload();
+    });
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
 export function workerCount(config: Config): number {
   return config.proxy.workers === 'auto' ? availableParallelism() : config.proxy.workers;
 }
@@ -110,34 +137,18 @@ export async function runPrimary(loaded: LoadedConfig, log: Logger): Promise<num
   }
   log.info({ config: loaded.file ?? '(defaults and environment)', mode: loaded.config.mode, store: 'redis', workers: n }, 'gatekeeper running');
 
-  return new Promise((resolve) => {
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'shutting down: workers first (no new connections, requests in flight finish), then the primary');
-      const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
-      const gone = Promise.all(live.map((w) => new Promise<void>((r) => (w.isDead() ? r() : w.once('exit', () => r())))));
-      broadcast({ gk: 'shutdown' });
-      const force = setTimeout(() => {
-        for (const w of live) if (!w.isDead()) w.process.kill('SIGKILL');
-      }, SHUTDOWN_GRACE_MS);
-      void gone
-        .then(() => clearTimeout(force))
-        .then(() => gk.close())
-        .then(
-          () => resolve(0),
-          (err: Error) => {
-            log.error({ err: err.message }, 'error during shutdown');
-            resolve(1);
-          },
-        );
-    };
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP: reloading the configuration');
-      void gk.reload();
-    });
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  return serveUntilSignal(log, () => void gk.reload(), async (signal) => {
+    stopping = true;
+    log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'shutting down: workers first (no new connections, requests in flight finish), then the primary');
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    const gone = Promise.all(live.map((w) => new Promise<void>((r) => (w.isDead() ? r() : w.once('exit', () => r())))));
+    broadcast({ gk: 'shutdown' });
+    const force = setTimeout(() => {
+      for (const w of live) if (!w.isDead()) w.process.kill('SIGKILL');
+    }, SHUTDOWN_GRACE_MS);
+    await gone;
+    clearTimeout(force);
+    await gk.close();
   });
 }
 
