@@ -439,6 +439,8 @@ export class Enforcer {
     // Synchronously, before anything is awaited (see knownGoodLocal).
     for (const a of successAccounts) this.rememberGood(this.goodKey(a, ticket.key), this.config.account.rememberSuccess);
     if (outcome.failures > 0) {
+      // Every counted failure, as fail2ban logs each "Found": the evidence an admin greps for.
+      this.log.info({ event: 'failure', ip: ticket.ip, rule: outcome.ruleId, service: outcome.service, accounts: outcome.failedAccounts ?? ticket.accounts, failures: outcome.failures }, 'failed login counted');
       this.metrics.logins.inc({ service: outcome.service, rule: outcome.ruleId, outcome: 'failure' }, outcome.failures);
       this.activity?.recordFailure(outcome.service, ticket.ip, ticket.accounts[0], outcome.failures);
     }
@@ -486,7 +488,10 @@ export class Enforcer {
     const attempts = event.attempts ?? 1;
     const account = this.normalizeAccount(event.account);
     this.metrics.logins.inc({ service: event.service, rule: event.ruleId, outcome: event.outcome }, attempts);
-    if (event.outcome === 'failure') this.activity?.recordFailure(event.service, event.ip, account, attempts);
+    if (event.outcome === 'failure') {
+      this.log.info({ event: 'failure', ip: event.ip, rule: event.ruleId, service: event.service, accounts: account ? [account] : [], failures: attempts, source: event.source }, 'failed login counted');
+      this.activity?.recordFailure(event.service, event.ip, account, attempts);
+    }
     if (this.isIgnored(event.ip)) return;
     const key = this.cache.clientKey(event.ip);
     const accounts = account ? [account] : [];

@@ -149,6 +149,15 @@ describe('in-line detection cannot be dodged (issue 16)', () => {
     assert.equal((await send(phone, gk.url('web', '/dav/user@example.com/'), { method: 'PROPFIND', headers: auth })).status, 207);
   });
 
+  it('every counted failure is logged at info with its rule id, address and account', async () => {
+    const ip = nextIp();
+    await send(ip, gk.url('web', '/service/soap'), { method: 'POST', headers: json, body: soapJsonAuth('User@Example.com', 'wrong') });
+    const line = await waitFor(() => gk.logs.find((l) => l.msg === 'failed login counted' && l.ip === ip), 5000, 'the failure line');
+    assert.equal(line.level, 'info');
+    assert.equal(line.rule, 'soap.auth-failed');
+    assert.deepEqual(line.accounts, ['user@example.com']);
+  });
+
   it('a login name with a line break is refused and counted (it forges log lines)', async () => {
     const ip = nextIp();
     const before = zimbra.requests.length;
