@@ -256,15 +256,12 @@ export function needsResponseBody(login: LoginRequest): boolean {
   return login.parts.some((p) => p.rule.kind === 'soap' || p.rule.kind === 'form');
 }
 
-/** The answer's body as read by the gatekeeper: null when it could not be read whole. */
-export type AnswerBody = Buffer | null;
-
 /**
  * What Zimbra's answer says about the attempts. `body` is the whole (decoded) response body, or null
  * when it was needed but could not be read whole (too large, cut short, undecodable): then every
  * SOAP attempt counts as a failure (fail closed).
  */
-export function classifyResponse(login: LoginRequest, status: number, headers: IncomingHttpHeaders, body: AnswerBody): LoginResult {
+export function classifyResponse(login: LoginRequest, status: number, headers: IncomingHttpHeaders, body: Buffer | null): LoginResult {
   let failures = 0;
   let successes = 0;
   let ruleId: string | null = null;
@@ -330,9 +327,4 @@ export function classifyResponse(login: LoginRequest, status: number, headers: I
   }
   const successAccounts = successes > 0 && login.creditable && failures === 0 ? login.accounts : [];
   return { failures, failedAccounts, successes, successAccounts, ruleId: ruleId ?? (successes > 0 ? login.rule.success : login.rule.failure) };
-}
-
-/** The rule ids of a login's parts, for a refusal or an answer that never came. */
-export function loginRuleId(login: LoginRequest): string {
-  return login.rule.failure;
 }

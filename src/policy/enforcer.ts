@@ -67,6 +67,12 @@ const WAIT_POLL_MS = 100;
 /** When only logins in flight keep an address at its limit from a ban, the ban is decided again after this. */
 const BAN_RECHECK_MS = 250;
 
+/** One try at admission: the answer, and the address counter it saw (for a refusal: before this login). */
+interface Attempt {
+  readonly admission: Admission;
+  readonly consumed: number;
+}
+
 /** A login waiting for an in-flight reservation of its address to settle. */
 interface Waiter {
   readonly at: number;
@@ -231,7 +237,7 @@ export class Enforcer {
     let retries = 0;
     for (;;) {
       const a = await this.tryAdmit(ip, key, accounts, attempts);
-      if (a.allowed || a.reason !== 'limited') return a.admission;
+      if (a.admission.allowed || a.admission.reason !== 'limited') return a.admission;
       // Under the key's lock: no settle of this instance lands between the two counter reads.
       const next = await this.withKeyLock(key, () => this.mayWait(key, a.consumed, attempts));
       if (next === 'no') return a.admission;
@@ -325,13 +331,12 @@ export class Enforcer {
     return run;
   }
 
-  private tryAdmit(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<{ allowed: boolean; reason?: string; consumed: number; admission: Admission }> {
+  private tryAdmit(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<Attempt> {
     return this.withKeyLock(key, () => this.tryAdmitLocked(ip, key, accounts, attempts));
   }
 
-  private async tryAdmitLocked(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<{ allowed: boolean; reason?: string; consumed: number; admission: Admission }> {
-    const done = (admission: Admission, consumed = 0): { allowed: boolean; reason?: string; consumed: number; admission: Admission } =>
-      ({ allowed: admission.allowed, ...(admission.allowed ? {} : { reason: admission.reason }), consumed, admission });
+  private async tryAdmitLocked(ip: string, key: string, accounts: readonly string[], attempts: number): Promise<Attempt> {
+    const done = (admission: Admission, consumed = 0): Attempt => ({ admission, consumed });
     const pass = (reserved: number, reservedAccounts: readonly string[], knownGood: boolean): Admission => ({
       allowed: true,
       ticket: { ip, key, accounts, reserved, reservedAccounts, knownGood, ignored: false },

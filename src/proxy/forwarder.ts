@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
-import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { readBodyUpTo, replayBody } from './request-body.js';
 import { ClientSlots } from './client-slots.js';
 import { UpstreamPool, type UpstreamHandler, type UpstreamPoolStats } from './upstream-pool.js';
 
@@ -354,35 +355,9 @@ export function readSmallBody(req: http.IncomingMessage, limit: number, done: (b
     done(req);
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const cleanup = (): void => {
-    req.off('data', onData);
-    req.off('end', onEnd);
-    req.off('aborted', cleanup);
-    req.off('error', cleanup);
-  };
-  const onData = (chunk: Buffer): void => {
-    size += chunk.length;
-    chunks.push(chunk);
-    if (size <= limit) return;
-    // Larger than announced (chunked): stream what was read, then the rest, with backpressure.
-    cleanup();
-    req.pause();
-    const stream = new PassThrough();
-    for (const c of chunks) stream.write(c);
-    const abandon = (): void => void stream.destroy(new Error('the client stopped sending the request body'));
-    req.once('aborted', abandon);
-    req.once('error', abandon);
-    req.pipe(stream);
-    done(stream);
-  };
-  const onEnd = (): void => {
-    cleanup();
-    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-  };
-  req.on('data', onData);
-  req.on('end', onEnd);
-  req.once('aborted', cleanup);
-  req.once('error', cleanup);
+  // The same reader as the gate's login bodies; it rejects when the client leaves mid-body.
+  readBodyUpTo(req, limit).then(
+    (read) => done(read.complete ?? replayBody(read.head!, req)),
+    () => undefined,
+  );
 }

@@ -30,7 +30,7 @@ export function readBodyUpTo(req: IncomingMessage, cap: number): Promise<ReadBod
     };
     const onEnd = (): void => {
       cleanup();
-      resolve({ complete: Buffer.concat(chunks, size), head: null });
+      resolve({ complete: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), head: null });
     };
     const onError = (err: Error): void => {
       cleanup();
